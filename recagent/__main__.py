@@ -1,0 +1,5 @@
+"""`python -m recagent` runs the CLI."""
+
+from recagent.cli import main
+
+main()

@@ -1,0 +1,120 @@
+"""Built-in data sets, fetched from registry packages into the cache.
+
+``ml-100k``: MovieLens-100K as shipped inside the ``recbole==1.2.1`` wheel
+(``recbole/dataset_example/ml-100k/``). We download the wheel with ``pip download --no-deps``,
+check its sha256, extract the three atomic files and check theirs. RecBole itself is never
+installed or imported. MovieLens data is for research use (GroupLens licence).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from recagent.errors import DataError
+from recagent.fetch import WheelSource, download_wheel, extract_members, install_folder, sha256_file, verify_folder
+
+
+@dataclass(frozen=True)
+class BuiltinDataset:
+    name: str
+    source: WheelSource
+    members: dict[str, tuple[str, str]]  # role -> (member in wheel, sha256)
+    licence: str
+    description: str
+
+
+_ML = "recbole/dataset_example/ml-100k/"
+BUILTIN: dict[str, BuiltinDataset] = {
+    "ml-100k": BuiltinDataset(
+        name="ml-100k",
+        source=WheelSource("recbole==1.2.1", "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"),
+        members={
+            "interactions": (_ML + "ml-100k.inter", "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff"),
+            "items": (_ML + "ml-100k.item", "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532"),
+            "users": (_ML + "ml-100k.user", "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972"),
+        },
+        licence="MovieLens 100K, (c) GroupLens Research, University of Minnesota: research use only, no redistribution "
+        "for commercial purposes; cite Harper & Konstan 2015 (https://grouplens.org/datasets/movielens/).",
+        description="100,000 ratings (1-5) from 943 users on 1,682 movies, 1997-1998, with genres, years and user demographics.",
+    ),
+}
+
+
+def dataset_dir(cache: Path, name: str) -> Path:
+    return cache / "datasets" / name
+
+
+def pull_builtin(name: str, cache: Path, force: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Fetch a built-in data set into the cache (a no-op when already there and valid)."""
+    spec = _spec(name)
+    final = dataset_dir(cache, name)
+    if not force:
+        ok, reason = verify_folder(final, deep=True)
+        if ok:
+            return final
+        if final.exists():
+            log(f"{name}: cached copy is broken ({reason}); fetching it again.")
+    wheel = download_wheel(spec.source, cache / "downloads", log)
+
+    def build(tmp: Path) -> dict:
+        extract_members(wheel, [(member, Path(member).name) for member, _ in spec.members.values()], tmp)
+        for role, (member, sha) in spec.members.items():
+            got = sha256_file(tmp / Path(member).name)
+            if got != sha:
+                raise DataError(f"{wheel.name}: {member} has sha256 {got[:12]}…, expected {sha[:12]}…; "
+                                f"delete {wheel} and run `recagent data pull {name}` again.")
+        return {"dataset": name, "licence": spec.licence}
+
+    install_folder(build, final, {"requirement": spec.source.requirement, "wheel": wheel.name})
+    log(f"{name}: ready in {final}")
+    return final
+
+
+def builtin_files(name: str, cache: Path, log: Callable[[str], None] = print) -> dict[str, Path]:
+    """role -> local path of a built-in data set's files, pulling it first if needed."""
+    folder = pull_builtin(name, cache, log=log)
+    return {role: folder / Path(member).name for role, (member, _) in _spec(name).members.items()}
+
+
+def _spec(name: str) -> BuiltinDataset:
+    if name not in BUILTIN:
+        raise DataError(f"unknown built-in data set '{name}'; choose one of: {', '.join(BUILTIN)}, "
+                        "or give your own files with --items/--interactions.")
+    return BUILTIN[name]
+
+
+_ARTICLE = re.compile(r"^(?P<head>.+?), (?P<art>The|A|An|La|Le|Les|L'|Il|El|Das|Der|Die|Det|Den)(?P<tail> \(.*\))?$")
+
+
+def tidy_title(title: str) -> str:
+    """'Usual Suspects, The' -> 'The Usual Suspects' (MovieLens stores trailing articles)."""
+    m = _ARTICLE.match(title.strip())
+    if not m:
+        return title.strip()
+    art = m.group("art")
+    sep = "" if art.endswith("'") else " "
+    return f"{art}{sep}{m.group('head')}{m.group('tail') or ''}"
+
+
+def clean_ml100k_items(raw: pd.DataFrame) -> pd.DataFrame:
+    """Fix the known blemishes of RecBole's ml-100k.item before validation: the placeholder
+    item 267 ('unkonwn' title and year), the 'unknown' genre, trailing articles in titles."""
+    df = raw.copy()
+    for col in ("release_year", "movie_title"):
+        df[col] = df[col].replace({"unkonwn": "", "unknown": ""})
+    df["original_title"] = df["movie_title"]
+    df["movie_title"] = [tidy_title(t) if t else f"Unknown movie (item {i})" for t, i in zip(df["movie_title"], df["item_id"])]
+    df["class"] = [" ".join(g for g in c.split() if g != "unknown") for c in df["class"]]
+    return df
+
+
+def clean_ml100k_users(raw: pd.DataFrame) -> pd.DataFrame:
+    df = raw.drop(columns=[c for c in raw.columns if c == "zip_code"])
+    if "age" in df:
+        df["age"] = pd.to_numeric(df["age"], errors="coerce").astype("Int64")
+    return df

@@ -1,0 +1,468 @@
+"""Read and validate catalogs, interaction logs and user files.
+
+Formats by suffix: ``.csv``, ``.tsv``/``.txt``, ``.parquet``, ``.jsonl``/``.ndjson``, and
+RecBole atomic files (``.item``, ``.inter``, ``.user``: tab-separated, ``name:type`` headers).
+Every problem becomes one line naming file, row and column and ending with the fix. Problems
+that can be worked around (interactions of unknown items, unreadable images) are warnings
+with a count; the rest are errors. ``validate_files`` collects them all; the ``load_*``
+functions raise the first error as a ``DataError``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from recagent.errors import DataError
+
+MAX_PER_PROBLEM = 5  # rows listed for one kind of problem before "... and N more"
+
+ITEM_ALIASES = {
+    "item_id": ["item_id", "item", "id", "itemid", "movie_id", "product_id"],
+    "title": ["title", "name", "movie_title", "item_name"],
+    "text": ["text", "description", "overview", "plot", "summary"],
+    "categories": ["categories", "category", "genres", "genre", "class", "tags"],
+    "year": ["year", "release_year"],
+    "image_path": ["image_path", "image", "image_file", "poster"],
+}
+INTER_ALIASES = {
+    "user_id": ["user_id", "user", "userid"],
+    "item_id": ["item_id", "item", "itemid", "movie_id", "product_id"],
+    "timestamp": ["timestamp", "time", "ts", "datetime", "date"],
+    "rating": ["rating", "score", "stars"],
+}
+USER_ALIASES = {"user_id": ["user_id", "user", "userid", "id"]}
+
+ITEM_REQUIRED = ["item_id", "title"]
+INTER_REQUIRED = ["user_id", "item_id", "timestamp"]
+
+
+@dataclass
+class Report:
+    """Problems found in the inputs: one line each."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_first(self) -> None:
+        if self.errors:
+            raise DataError(self.errors[0])
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How text inputs are read (from the ``[data]`` config section)."""
+
+    encoding: str = "utf-8"
+    category_separator: str = "|"
+    rating_min: float = 0.0
+    rating_max: float = 5.0
+    check_images: bool = True
+
+    @classmethod
+    def from_config(cls, data_cfg: Any) -> "ReadOptions":
+        return cls(
+            encoding=data_cfg.encoding,
+            category_separator=data_cfg.category_separator,
+            rating_min=float(data_cfg.rating_min),
+            rating_max=float(data_cfg.rating_max),
+        )
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def read_items(
+    path: str | Path,
+    opts: ReadOptions = ReadOptions(),
+    report: Report | None = None,
+    clean: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+) -> pd.DataFrame | None:
+    """Read and check a catalog file; returns the normalised table, or None after an error.
+
+    ``clean`` (used by built-in data sets) may fix known blemishes of the raw table first.
+    """
+    own = report is None
+    report = report or Report()
+    path = Path(path)
+    raw = _read_table(path, report, opts)
+    if raw is not None and clean is not None:
+        raw = clean(raw)
+    df = None if raw is None else _check_items(raw, path, opts, report)
+    if own:
+        report.raise_first()
+    return df
+
+
+def read_interactions(
+    path: str | Path,
+    opts: ReadOptions = ReadOptions(),
+    report: Report | None = None,
+    known_items: set[str] | None = None,
+) -> pd.DataFrame | None:
+    """Read and check an interaction log; rows naming items outside ``known_items`` are dropped
+    with a warning."""
+    own = report is None
+    report = report or Report()
+    path = Path(path)
+    raw = _read_table(path, report, opts)
+    df = None if raw is None else _check_interactions(raw, path, opts, report, known_items)
+    if own:
+        report.raise_first()
+    return df
+
+
+def read_users(
+    path: str | Path,
+    opts: ReadOptions = ReadOptions(),
+    report: Report | None = None,
+    clean: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+) -> pd.DataFrame | None:
+    """Read a user-attribute file (``user_id`` plus any columns, kept as strings)."""
+    own = report is None
+    report = report or Report()
+    path = Path(path)
+    raw = _read_table(path, report, opts)
+    if raw is not None and clean is not None:
+        raw = clean(raw)
+    df = None
+    if raw is not None:
+        cols = _map_columns(raw, USER_ALIASES, ["user_id"], path, report)
+        if cols is not None:
+            df = raw.rename(columns={v: k for k, v in cols.items()})
+            df["user_id"] = df["user_id"].astype(str).str.strip()
+            dup = df["user_id"].duplicated()
+            if dup.any():
+                r = int(np.flatnonzero(dup.to_numpy())[0])
+                report.errors.append(
+                    f"{path.name} row {r + 1}, column 'user_id': '{df['user_id'].iat[r]}' appears twice; user ids must be unique."
+                )
+                df = None
+    if own:
+        report.raise_first()
+    return df
+
+
+def validate_files(
+    items: str | Path | None,
+    interactions: str | Path | None,
+    users: str | Path | None = None,
+    opts: ReadOptions = ReadOptions(),
+) -> Report:
+    """Check the given files together and collect every problem (used by ``data validate``)."""
+    report = Report()
+    known = None
+    if items is not None:
+        df = read_items(items, opts, report)
+        known = set(df["item_id"]) if df is not None else None
+    if interactions is not None:
+        read_interactions(interactions, opts, report, known)
+    if users is not None:
+        read_users(users, opts, report)
+    return report
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _read_table(path: Path, report: Report, opts: ReadOptions) -> pd.DataFrame | None:
+    """The file as a table of raw values (strings for text formats), or None after an error."""
+    if not path.exists():
+        report.errors.append(f"{path}: file not found; check the path (relative paths start at {Path.cwd()}).")
+        return None
+    if path.is_dir():
+        report.errors.append(f"{path}: is a folder, not a file; give the path of the file itself.")
+        return None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            df = pd.read_parquet(path)
+            df.columns = [str(c) for c in df.columns]
+        else:
+            text = _decode(path, opts, report)
+            if text is None:
+                return None
+            if suffix in (".jsonl", ".ndjson", ".json"):
+                df = _read_jsonl(path, text, report)
+                if df is None:
+                    return None
+            else:
+                sep = "," if suffix == ".csv" else "\t"
+                if not text.strip():
+                    report.errors.append(f"{path.name}: the file is empty (no header, no rows); export the table with a header line and at least one row.")
+                    return None
+                df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False)
+                if suffix in (".inter", ".item", ".user"):
+                    df.columns = [str(c).split(":", 1)[0] for c in df.columns]
+    except pd.errors.ParserError as exc:
+        report.errors.append(f"{path.name}: cannot be parsed as {suffix.lstrip('.') or 'a table'} ({_short(exc)}); fix the row with the wrong number of fields.")
+        return None
+    except (OSError, ValueError) as exc:
+        report.errors.append(f"{path.name}: cannot be read ({_short(exc)}); check that it is a valid {suffix.lstrip('.') or 'table'} file.")
+        return None
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    if len(df) == 0:
+        report.errors.append(f"{path.name}: has a header but 0 rows; add data rows or point to the right file.")
+        return None
+    return df
+
+
+def _decode(path: Path, opts: ReadOptions, report: Report) -> str | None:
+    data = path.read_bytes()
+    try:
+        text = data.decode(opts.encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        report.errors.append(
+            f"{path.name} line {line}: byte 0x{data[exc.start]:02x} is not valid {opts.encoding}; "
+            f"re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8) or set data.encoding (e.g. --set data.encoding=latin-1)."
+        )
+        return None
+    except LookupError:
+        report.errors.append(f"{path.name}: unknown encoding '{opts.encoding}' in data.encoding; use e.g. utf-8 or latin-1.")
+        return None
+    return text.lstrip("\ufeff")
+
+
+def _read_jsonl(path: Path, text: str, report: Report) -> pd.DataFrame | None:
+    records = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            report.errors.append(f"{path.name} line {n}: not valid JSON ({exc.msg}); each line must be one JSON object.")
+            return None
+        if not isinstance(rec, dict):
+            report.errors.append(f"{path.name} line {n}: expected a JSON object ({{...}}), got {type(rec).__name__}; write one object per line.")
+            return None
+        records.append(rec)
+    if not records:
+        report.errors.append(f"{path.name}: 0 rows; add one JSON object per line.")
+        return None
+    return pd.DataFrame.from_records(records)
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
+def _map_columns(df: pd.DataFrame, aliases: dict[str, list[str]], required: list[str], path: Path, report: Report) -> dict[str, str] | None:
+    """canonical name -> column found in the file; None (with an error) if a required one is missing."""
+    found: dict[str, str] = {}
+    for canon, names in aliases.items():
+        for name in names:
+            if name in df.columns and name not in found.values():
+                found[canon] = name
+                break
+    missing = [c for c in required if c not in found]
+    if missing:
+        c = missing[0]
+        report.errors.append(
+            f"{path.name}: missing column '{c}' (found: {', '.join(map(str, df.columns))}); "
+            f"add it or rename a column to one of: {', '.join(aliases[c])}."
+        )
+        return None
+    return found
+
+
+def _loc(path: Path, row: int, column: str) -> str:
+    return f"{path.name} row {row + 1}, column '{column}'"
+
+
+def _report_rows(report: Report, path: Path, rows: np.ndarray, column: str, what, fix: str, errors: bool = True) -> None:
+    """One line per bad row (up to MAX_PER_PROBLEM), then a count of the rest."""
+    target = report.errors if errors else report.warnings
+    for r in rows[:MAX_PER_PROBLEM]:
+        target.append(f"{_loc(path, int(r), column)}: {what(int(r))}; {fix}")
+    if len(rows) > MAX_PER_PROBLEM:
+        target.append(f"{path.name}, column '{column}': {len(rows) - MAX_PER_PROBLEM} more rows with the same problem; {fix}")
+
+
+def _as_text(col: pd.Series) -> pd.Series:
+    return col.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)).str.strip()
+
+
+# ----------------------------------------------------------------------------- items
+
+
+def _check_items(raw: pd.DataFrame, path: Path, opts: ReadOptions, report: Report) -> pd.DataFrame | None:
+    n_err = len(report.errors)
+    cols = _map_columns(raw, ITEM_ALIASES, ITEM_REQUIRED, path, report)
+    if cols is None:
+        return None
+    out = pd.DataFrame(index=raw.index)
+    ids = _as_text(raw[cols["item_id"]])
+    empty = np.flatnonzero((ids == "").to_numpy())
+    _report_rows(report, path, empty, "item_id", lambda r: "empty item id", "every item needs an id.")
+    dup = ids.duplicated(keep="first") & (ids != "")
+    if dup.any():
+        first_row = {}
+        for r, v in enumerate(ids):
+            first_row.setdefault(v, r)
+        _report_rows(
+            report, path, np.flatnonzero(dup.to_numpy()), "item_id",
+            lambda r: f"'{ids.iat[r]}' appears twice (first at row {first_row[ids.iat[r]] + 1})",
+            "item ids must be unique.",
+        )
+    out["item_id"] = ids
+
+    titles = _as_text(raw[cols["title"]])
+    _report_rows(report, path, np.flatnonzero((titles == "").to_numpy()), cols["title"], lambda r: "empty title", "every item needs a title.")
+    out["title"] = titles
+    out["text"] = _as_text(raw[cols["text"]]) if "text" in cols else ""
+
+    if "categories" in cols:
+        sep = " " if path.suffix.lower() == ".item" else opts.category_separator
+        out["categories"] = [_split_categories(v, sep) for v in raw[cols["categories"]]]
+    else:
+        out["categories"] = [[] for _ in range(len(raw))]
+
+    if "year" in cols:
+        years_txt = _as_text(raw[cols["year"]])
+        years = pd.to_numeric(years_txt.where(years_txt != ""), errors="coerce")
+        bad = (years_txt != "") & (years.isna() | (years % 1 != 0) | (years < 1000) | (years > 2200))
+        _report_rows(
+            report, path, np.flatnonzero(bad.to_numpy()), cols["year"],
+            lambda r: f"'{years_txt.iat[r]}' is not a year", "use a 4-digit year such as 1995, or leave the cell empty.",
+        )
+        out["year"] = years.where(~bad).astype("Int64")
+    else:
+        out["year"] = pd.array([pd.NA] * len(raw), dtype="Int64")
+
+    if "image_path" in cols:
+        out["image_path"] = _check_images(_as_text(raw[cols["image_path"]]), path, cols["image_path"], opts, report)
+    else:
+        out["image_path"] = None
+
+    for c in raw.columns:
+        if c not in cols.values():
+            out[c] = raw[c].to_numpy()
+    if len(report.errors) > n_err:
+        return None
+    return out.reset_index(drop=True)
+
+
+def _split_categories(value: Any, sep: str) -> list[str]:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        parts = [str(v) for v in value]
+    elif value is None or (isinstance(value, float) and np.isnan(value)):
+        parts = []
+    else:
+        parts = str(value).split(sep) if sep != " " else str(value).split()
+    seen: list[str] = []
+    for p in parts:
+        p = p.strip()
+        if p and p not in seen:
+            seen.append(p)
+    return seen
+
+
+def _check_images(paths: pd.Series, table: Path, column: str, opts: ReadOptions, report: Report) -> list[str | None]:
+    """Absolute image paths; unreadable ones become None with a warning (the item stays, text only)."""
+    from PIL import Image, UnidentifiedImageError
+
+    base = table.resolve().parent
+    out: list[str | None] = []
+    bad: list[tuple[int, str]] = []
+    for r, rel in enumerate(paths):
+        if not rel:
+            out.append(None)
+            continue
+        p = Path(rel).expanduser()
+        p = p if p.is_absolute() else base / p
+        if opts.check_images:
+            try:
+                with Image.open(p) as im:
+                    im.verify()
+            except FileNotFoundError:
+                bad.append((r, f"'{rel}' not found"))
+                out.append(None)
+                continue
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+                bad.append((r, f"'{rel}' is not a readable image ({_short(exc)})"))
+                out.append(None)
+                continue
+        out.append(str(p))
+    for r, what in bad[:MAX_PER_PROBLEM]:
+        report.warnings.append(f"{_loc(table, r, column)}: {what}; the item is kept without an image (fix or remove the path).")
+    if len(bad) > MAX_PER_PROBLEM:
+        report.warnings.append(f"{table.name}, column '{column}': {len(bad) - MAX_PER_PROBLEM} more unreadable images; those items are kept without images.")
+    if bad:
+        report.warnings.append(f"{table.name}: {len(bad)} of {len(paths)} images unreadable; those items are indexed by text only.")
+    return out
+
+
+# ----------------------------------------------------------------------------- interactions
+
+
+def _check_interactions(raw: pd.DataFrame, path: Path, opts: ReadOptions, report: Report, known_items: set[str] | None) -> pd.DataFrame | None:
+    n_err = len(report.errors)
+    cols = _map_columns(raw, INTER_ALIASES, INTER_REQUIRED, path, report)
+    if cols is None:
+        return None
+    out = pd.DataFrame(index=raw.index)
+    for canon in ("user_id", "item_id"):
+        vals = _as_text(raw[cols[canon]])
+        _report_rows(report, path, np.flatnonzero((vals == "").to_numpy()), cols[canon], lambda r, c=canon: f"empty {c}", f"every interaction needs a {canon}.")
+        out[canon] = vals
+
+    ts_txt = _as_text(raw[cols["timestamp"]])
+    ts = pd.to_numeric(ts_txt.where(ts_txt != ""), errors="coerce").astype(float)
+    not_num = (ts_txt != "") & ts.isna()
+    if not_num.any():
+        parsed = pd.to_datetime(ts_txt[not_num], errors="coerce", utc=True, format="ISO8601")
+        ok = parsed.notna()
+        ts.loc[ok[ok].index] = parsed[ok].map(lambda t: t.timestamp()).astype(float)
+    empty = np.flatnonzero((ts_txt == "").to_numpy())
+    _report_rows(report, path, empty, cols["timestamp"], lambda r: "empty timestamp", "give a Unix time in seconds or an ISO 8601 date (2024-05-01T12:00:00).")
+    bad_ts = np.flatnonzero(((ts_txt != "") & ts.isna()).to_numpy())
+    _report_rows(
+        report, path, bad_ts, cols["timestamp"], lambda r: f"'{ts_txt.iat[r]}' is not a number or an ISO 8601 date",
+        "give a Unix time in seconds or an ISO 8601 date (2024-05-01T12:00:00).",
+    )
+    out["timestamp"] = ts
+
+    if "rating" in cols:
+        r_txt = _as_text(raw[cols["rating"]])
+        ratings = pd.to_numeric(r_txt.where(r_txt != ""), errors="coerce").astype(float)
+        bad = np.flatnonzero(((r_txt != "") & ratings.isna()).to_numpy())
+        _report_rows(report, path, bad, cols["rating"], lambda r: f"'{r_txt.iat[r]}' is not a number", "ratings must be numbers (leave the cell empty for no rating).")
+        out_of = ratings.notna() & ((ratings < opts.rating_min) | (ratings > opts.rating_max))
+        _report_rows(
+            report, path, np.flatnonzero(out_of.to_numpy()), cols["rating"],
+            lambda r: f"{r_txt.iat[r]} is outside [{opts.rating_min:g}, {opts.rating_max:g}]",
+            "fix the value or set data.rating_min / data.rating_max to your scale.",
+        )
+        out["rating"] = ratings
+    else:
+        out["rating"] = np.nan
+    out["row"] = np.arange(len(raw), dtype=np.int64)
+    if len(report.errors) > n_err:
+        return None
+
+    if known_items is not None:
+        unknown = ~out["item_id"].isin(known_items)
+        if unknown.any():
+            rows = np.flatnonzero(unknown.to_numpy())
+            examples = ", ".join(f"'{out['item_id'].iat[r]}' (row {r + 1})" for r in rows[:3])
+            report.warnings.append(
+                f"{path.name}, column '{cols['item_id']}': {len(rows)} of {len(out)} interactions name items not in the catalog "
+                f"(e.g. {examples}); they were dropped. Add those items to the catalog to keep them."
+            )
+            out = out[~unknown]
+            if out.empty:
+                report.errors.append(f"{path.name}: no interaction names an item of the catalog; check that both files use the same item ids.")
+                return None
+    return out.reset_index(drop=True)

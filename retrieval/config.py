@@ -1,0 +1,17 @@
+"""Config section ``[retrieval]``: encoders' batching and the ChromaDB index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recagent.config import opt
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    chroma_url: str = opt("", "Chroma server URL (e.g. http://127.0.0.1:8000); empty = embedded store in the run dir")
+    batch_size: int = opt(64, "items embedded per encoder batch")
+    hnsw_ef_construction: int = opt(200, "HNSW build-time beam width; higher = better recall, slower build")
+    hnsw_ef_search: int = opt(100, "HNSW query-time beam width; higher = better recall, slower queries")
+    hnsw_m: int = opt(32, "HNSW graph degree (links per node)")
+    candidates: int = opt(200, "candidates fetched per channel before ranking")

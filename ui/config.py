@@ -1,0 +1,14 @@
+"""Config section ``[ui]``: the Gradio chat server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recagent.config import opt
+
+
+@dataclass(frozen=True)
+class UIConfig:
+    host: str = opt("127.0.0.1", "bind address; anything but loopback requires --auth")
+    port: int = opt(7860, "port of the chat server")
+    concurrency: int = opt(2, "chat turns processed at once (2 cores: more only queues)")
