@@ -103,10 +103,17 @@ def tidy_title(title: str) -> str:
 
 def clean_ml100k_items(raw: pd.DataFrame) -> pd.DataFrame:
     """Fix the known blemishes of RecBole's ml-100k.item before validation: the placeholder
-    item 267 ('unkonwn' title and year), the 'unknown' genre, trailing articles in titles."""
+    item 267 ('unkonwn' title and year), item 1412's year 'V', the 'unknown' genre, trailing
+    articles in titles."""
     df = raw.copy()
     for col in ("release_year", "movie_title"):
         df[col] = df[col].replace({"unkonwn": "", "unknown": ""})
+    # Item 1412 has the year inside its title and 'V' (video) as its year.
+    for i in df.index[~df["release_year"].str.fullmatch(r"\d{4}|")]:
+        m = re.search(r"\s*\((\d{4})\)", df.at[i, "movie_title"])
+        df.at[i, "release_year"] = m.group(1) if m else ""
+        if m:
+            df.at[i, "movie_title"] = df.at[i, "movie_title"].replace(m.group(0), "").strip()
     df["original_title"] = df["movie_title"]
     df["movie_title"] = [tidy_title(t) if t else f"Unknown movie (item {i})" for t, i in zip(df["movie_title"], df["item_id"])]
     df["class"] = [" ".join(g for g in c.split() if g != "unknown") for c in df["class"]]
