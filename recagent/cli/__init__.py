@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import sys
 
@@ -31,10 +32,15 @@ Cache: $RECAGENT_CACHE_DIR (default ~/.cache/recagent). Runs: $RECAGENT_RUNS_DIR
 """
 
 # Command groups, one module each under recagent/cli/ (add a line to register a new one).
+# Each module exposes COMMANDS, a list of click commands/groups.
 COMMAND_MODULES = [
     "recagent.cli.data",
     "recagent.cli.models",
     "recagent.cli.config_cmd",
+    "recagent.cli.index",      # index build, search            (retrieval/)
+    "recagent.cli.evaluate",   # eval, recommend                (ranking/, eval/)
+    "recagent.cli.chat",       # chat                           (agent/, ui/)
+    "recagent.cli.finetune",   # finetune                       (finetune/)
 ]
 
 
@@ -45,6 +51,8 @@ def cli() -> None:
 
 
 for _name in COMMAND_MODULES:
+    if importlib.util.find_spec(_name) is None:  # a command group not built yet
+        continue
     _mod = importlib.import_module(_name)
     for _cmd in getattr(_mod, "COMMANDS", []):
         cli.add_command(_cmd)
