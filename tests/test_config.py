@@ -75,3 +75,16 @@ def test_env_vars_move_cache_and_runs(monkeypatch, tmp_path):
     assert cfg.paths.cache == tmp_path / "c"
     assert cfg.paths.runs == tmp_path / "r"
     assert load_config(overrides=[f"paths.cache_dir={tmp_path / 'x'}"]).paths.cache == tmp_path / "x"
+
+
+def test_record_run_writes_resolved_config_beside_outputs(tmp_path):
+    import json as _json
+
+    from recagent.runs import record_run, run_dir
+
+    cfg = load_config(overrides=[f"paths.runs_dir={tmp_path}", "ranking.seed=7"])
+    d = run_dir(cfg, "ml-100k", "eval")
+    assert d == tmp_path / "ml-100k" / "eval" and d.is_dir()
+    record_run(cfg, d, "eval", {"protocol": "A"})
+    assert load_config(d / "config.toml").ranking.seed == 7
+    assert _json.loads((d / "run.json").read_text())["protocol"] == "A"
