@@ -1,0 +1,216 @@
+"""``ClipEncoder``: an open_clip model (any architecture) as an image + text encoder.
+
+Weights come from one of three places:
+
+* a local checkpoint file (``models.clip_checkpoint``), in the format below;
+* an open_clip pretrained tag (``models.clip_pretrained``, e.g. ``laion2b_s34b_b79k``) for
+  online users (open_clip downloads it once into its own cache);
+* nothing: ``ClipEncoder.from_config`` then returns ``None`` and the index has no image or
+  cross-modal channel (random CLIP weights would only add noise).
+
+Checkpoint format (what ``save_clip_checkpoint`` writes and what our CLIP fine-tuning saves)::
+
+    torch.save({
+        "arch": "ViT-B-32",            # open_clip architecture name
+        "state_dict": model.state_dict(),  # an open_clip CLIP model's weights ("module." prefixes are stripped)
+        "model_cfg": {...},            # optional: the architecture's config dict, for archs that
+                                       # open_clip does not ship (embed_dim, vision_cfg, text_cfg)
+    }, path)
+
+A bare state dict (a file of tensors, as open_clip's released ``.bin``/``.pt`` files) is accepted
+too; its architecture is then ``models.clip_model``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from recagent.errors import ModelError
+from recagent.retrieval.encoders import BaseEncoder
+
+log = logging.getLogger("recagent.retrieval")
+
+
+class ClipEncoder(BaseEncoder):
+    """Both towers of an open_clip model; texts and images land in one embedding space.
+
+    Args:
+        arch: open_clip architecture name (``ViT-B-32``, ``RN50``, ...); a checkpoint's own
+            ``arch`` wins over it.
+        checkpoint: a local checkpoint file (see the module docstring for the format).
+        pretrained: an open_clip pretrained tag (needs internet the first time).
+        device: torch device string.
+        batch_size: images or texts per forward pass.
+    """
+
+    supports_images = True
+
+    def __init__(self, arch: str = "ViT-B-32", checkpoint: str | Path | None = None, pretrained: str | None = None,
+                 device: str = "cpu", batch_size: int = 32):
+        import open_clip
+        import torch
+
+        self._torch = torch
+        self.device = "cpu" if device == "auto" and not torch.cuda.is_available() else ("cuda" if device == "auto" else device)
+        self.batch_size = batch_size
+        state_dict = None
+        if checkpoint:
+            arch, state_dict, model_cfg = load_clip_checkpoint(checkpoint, arch)
+            if model_cfg is not None:
+                register_model_config(arch, model_cfg)
+            origin = f"{Path(checkpoint).name}#{_file_digest(Path(checkpoint))}"
+        elif pretrained:
+            origin = pretrained
+        else:
+            origin = "random"
+        if arch not in open_clip.list_models():
+            raise ModelError(f"models.clip_model: unknown open_clip architecture '{arch}'; pick one of "
+                             f"open_clip.list_models() (e.g. ViT-B-32) or put 'model_cfg' in the checkpoint.")
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=None if checkpoint else (pretrained or None), device=self.device, pretrained_text=False)
+        except RuntimeError as exc:
+            raise ModelError(f"models.clip_pretrained: could not load '{pretrained}' for {arch} ({exc}); "
+                             f"check the tag with open_clip.list_pretrained() or use a local checkpoint.") from None
+        if state_dict is not None:
+            try:
+                model.load_state_dict(state_dict)
+            except RuntimeError as exc:
+                first = str(exc).splitlines()[0]
+                raise ModelError(f"{checkpoint}: weights do not fit architecture {arch} ({first}); "
+                                 f"save the checkpoint with the 'arch' it was trained with.") from None
+        model.eval()
+        self.model = model
+        self.preprocess = preprocess
+        self.tokenizer = open_clip.get_tokenizer(arch)
+        self.arch = arch
+        self.name = f"clip:{arch}:{origin}"
+        with torch.inference_mode():
+            self.dim = int(model.encode_text(self.tokenizer(["x"]).to(self.device)).shape[-1])
+
+    @classmethod
+    def from_config(cls, cfg) -> "ClipEncoder | None":
+        """The configured CLIP model, or ``None`` when neither a checkpoint nor a tag is set."""
+        m = cfg.models
+        if not m.clip_checkpoint and not m.clip_pretrained:
+            return None
+        ckpt = Path(m.clip_checkpoint).expanduser() if m.clip_checkpoint else None
+        if ckpt is not None and not ckpt.is_file():
+            raise ModelError(f"models.clip_checkpoint: '{ckpt}' not found; give an existing checkpoint file or leave it empty.")
+        return cls(m.clip_model, checkpoint=ckpt, pretrained=m.clip_pretrained or None, device=m.device,
+                   batch_size=min(32, cfg.retrieval.batch_size))
+
+    def _embed_text_batch(self, texts: list[str]) -> np.ndarray:
+        with self._torch.inference_mode():
+            tokens = self.tokenizer(texts).to(self.device)
+            return self.model.encode_text(tokens).float().cpu().numpy()
+
+    def _embed_image_batch(self, images: list) -> np.ndarray:
+        with self._torch.inference_mode():
+            batch = self._torch.stack([self.preprocess(open_image(im)) for im in images]).to(self.device)
+            return self.model.encode_image(batch).float().cpu().numpy()
+
+
+def open_image(image: Any):
+    """A PIL RGB image from a PIL image or a path; raises ``OSError``/``ValueError`` if unreadable."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    with Image.open(Path(image)) as im:
+        im.load()
+        return im.convert("RGB")
+
+
+def load_clip_checkpoint(path: str | Path, arch: str) -> tuple[str, dict, dict | None]:
+    """Read a checkpoint file: ``(arch, state_dict, model_cfg or None)``.
+
+    Args:
+        path: the file (format in the module docstring).
+        arch: the architecture to assume for a bare state dict.
+    """
+    import torch
+
+    try:
+        obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        raise ModelError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}); "
+                         f"save it with torch.save({{'arch': ..., 'state_dict': ...}}).") from None
+    if not isinstance(obj, dict):
+        raise ModelError(f"{path}: expected a dict with 'state_dict' and 'arch'; re-save it in that format.")
+    if "state_dict" in obj:
+        sd, ckpt_arch, model_cfg = obj["state_dict"], obj.get("arch"), obj.get("model_cfg")
+    else:
+        sd, ckpt_arch, model_cfg = obj, None, None
+    if ckpt_arch and ckpt_arch != arch:
+        log.info("CLIP checkpoint %s is a %s model; using that instead of models.clip_model=%s", path, ckpt_arch, arch)
+    sd = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
+    return ckpt_arch or arch, sd, model_cfg
+
+
+def save_clip_checkpoint(model, arch: str, path: str | Path, model_cfg: dict | None = None, **extra: Any) -> Path:
+    """Save an open_clip model in the format ``ClipEncoder`` loads (written atomically).
+
+    Args:
+        model: the open_clip CLIP model (or a wrapper exposing ``state_dict()``).
+        arch: its architecture name.
+        path: destination file.
+        model_cfg: the architecture config dict, needed only for archs open_clip does not ship.
+        extra: more keys to keep in the file (e.g. training step, metrics).
+    """
+    import os
+
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"arch": arch, "state_dict": model.state_dict(), **extra}
+    if model_cfg is not None:
+        payload["model_cfg"] = model_cfg
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def register_model_config(arch: str, model_cfg: dict) -> None:
+    """Make a custom architecture known to open_clip under ``arch`` (idempotent)."""
+    import open_clip
+
+    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in model_cfg]
+    if missing:
+        raise ModelError(f"CLIP model_cfg for '{arch}' lacks {', '.join(missing)}; give open_clip's config dict.")
+    folder = Path(tempfile.mkdtemp(prefix="recagent-clipcfg-"))
+    (folder / f"{arch}.json").write_text(json.dumps(model_cfg), encoding="utf-8")
+    open_clip.add_model_config(folder)
+
+
+def _file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    # The encoder's name carries the checkpoint's content hash, so re-training in place
+    # invalidates stored embeddings (the index keys its content hashes on the encoder name).
+    h = hashlib.blake2b(digest_size=6)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_images(paths: Sequence[Any]) -> list[str | None]:
+    """For each path, ``None`` if it opens as an image, else a short reason."""
+    out: list[str | None] = []
+    for p in paths:
+        try:
+            open_image(p)
+            out.append(None)
+        except FileNotFoundError:
+            out.append("not found")
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt files
+            out.append(f"unreadable ({type(exc).__name__})")
+    return out
