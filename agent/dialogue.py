@@ -1,0 +1,305 @@
+"""Dialogue: parse one user message into structured intent, and the JSON-serialisable session
+state it updates. The parser uses only the catalog's titles and category vocabulary (plus
+common synonyms); the LLM is never asked to interpret or invent items.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recagent.agent.vocab import CatalogVocab
+
+ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
+            "eighth": 8, "ninth": 9, "tenth": 10, "1st": 1, "2nd": 2, "3rd": 3, "4th": 4, "5th": 5,
+            "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "last": -1}
+DECADE_WORDS = {"twenties": 1920, "thirties": 1930, "forties": 1940, "fifties": 1950, "sixties": 1960,
+                "seventies": 1970, "eighties": 1980, "nineties": 1990}
+
+# Prompt-injection and out-of-catalog requests: answered normally from the catalog, with a note.
+INJECTION = re.compile(
+    r"ignore (all |any |the )?(previous|prior|above|earlier|your) (instructions|rules|prompts?)|"
+    r"(reveal|show|print|repeat|tell me) (me )?(your|the) (system )?(prompt|instructions|rules)|system prompt|"
+    r"you are now|pretend (to be|you)|jailbreak|developer mode|"
+    r"(not|isn't|outside|beyond) (in )?(the|your) catalog|(make|made) (one |something )?up|invent(ed)? (a |an )?(movie|film|title|item)",
+    re.IGNORECASE)
+
+_NEG = re.compile(r"\b(no|not|without|except|avoid|hate|hated|dislike|don'?t want|do not want|nothing|never|"
+                  r"no more|anything but|skip|exclude|less)\b", re.IGNORECASE)
+_SCOPE_BREAK = re.compile(r"[.;!?,]|\b(but|instead|rather|prefer|want|something|maybe|please|and (?:some|a|an))\b",
+                          re.IGNORECASE)
+_POS = r"(?:#\s*(\d+)|(?:number|no\.?|item|option)\s*(\d+)|(?:the\s+)?(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|1st|2nd|3rd|4th|5th|last)(?:\s+one)?)"
+
+
+@dataclass
+class Constraints:
+    """Hard filters of a session: categories to include (any of) / exclude, a year range."""
+
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    year_min: int | None = None
+    year_max: int | None = None
+
+    def mask(self, catalog) -> np.ndarray:
+        """Boolean array over catalog rows: True where an item satisfies every constraint."""
+        items = catalog.items
+        ok = np.ones(len(items), dtype=bool)
+        inc, exc = set(self.include), set(self.exclude)
+        if inc or exc:
+            cats = items["categories"]
+            ok &= np.fromiter(((not inc or bool(inc & set(c))) and not (exc & set(c)) for c in cats), bool, len(items))
+        if self.year_min is not None or self.year_max is not None:
+            years = items["year"].to_numpy(dtype="float64", na_value=np.nan)
+            if self.year_min is not None:
+                ok &= years >= self.year_min
+            if self.year_max is not None:
+                ok &= years <= self.year_max
+        return ok
+
+    def describe(self) -> str:
+        parts = []
+        if self.include:
+            parts.append(" or ".join(self.include))
+        if self.year_min is not None and self.year_max is not None:
+            parts.append(f"from {self.year_min}" if self.year_min == self.year_max else f"from {self.year_min}-{self.year_max}")
+        elif self.year_min is not None:
+            parts.append(f"from {self.year_min} on")
+        elif self.year_max is not None:
+            parts.append(f"up to {self.year_max}")
+        if self.exclude:
+            parts.append("no " + ", no ".join(self.exclude))
+        return ", ".join(parts)
+
+
+@dataclass
+class Feedback:
+    """Feedback on one item: ``kind`` is 'like', 'dislike' or 'seen'; ``item_id`` the item."""
+
+    kind: str
+    item_id: str
+
+
+@dataclass
+class Parsed:
+    """What one message says."""
+
+    references: list[str] = field(default_factory=list)   # item ids named as "like X"
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    year_min: int | None = None
+    year_max: int | None = None
+    feedback: list[Feedback] = field(default_factory=list)
+    free_text: str = ""
+    injection: bool = False
+    reset: bool = False
+
+
+@dataclass
+class SessionState:
+    """One conversation; plain data so it round-trips through JSON (``to_json`` / ``from_json``).
+
+    Item lists hold original item ids (strings). ``profile`` is a `Profile.to_dict()` or None.
+    """
+
+    user_id: str | None = None
+    profile: dict | None = None
+    constraints: Constraints = field(default_factory=Constraints)
+    likes: list[str] = field(default_factory=list)
+    dislikes: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
+    shown: list[str] = field(default_factory=list)        # items of the last reply, in order
+    shown_all: list[str] = field(default_factory=list)    # every item shown in this session
+    queries: list[str] = field(default_factory=list)      # free text of past turns (latest last)
+    turn: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SessionState":
+        d = dict(d)
+        d["constraints"] = Constraints(**d.get("constraints", {}))
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SessionState":
+        return cls.from_dict(json.loads(text))
+
+    def apply(self, p: Parsed) -> None:
+        """Fold one parsed message into the state (later statements win over earlier ones)."""
+        c = self.constraints
+        if p.reset:
+            self.constraints = c = Constraints()
+        for cat in p.include:
+            if cat in c.exclude:
+                c.exclude.remove(cat)
+            if cat not in c.include:
+                c.include.append(cat)
+        for cat in p.exclude:
+            if cat in c.include:
+                c.include.remove(cat)
+            if cat not in c.exclude:
+                c.exclude.append(cat)
+        if p.year_min is not None or p.year_max is not None:
+            c.year_min, c.year_max = p.year_min, p.year_max
+        for iid in p.references:
+            _add(self.likes, iid)
+            _drop(self.dislikes, iid)
+        for fb in p.feedback:
+            if fb.kind == "like":
+                _add(self.likes, fb.item_id)
+                _drop(self.dislikes, fb.item_id)
+            elif fb.kind == "dislike":
+                _add(self.dislikes, fb.item_id)
+                _drop(self.likes, fb.item_id)
+            elif fb.kind == "seen":
+                _add(self.seen, fb.item_id)
+        if p.free_text:
+            self.queries.append(p.free_text)
+        self.turn += 1
+
+
+class DialogueParser:
+    """Turns a message into `Parsed`, resolving "#2" / "the first" against the last shown items.
+
+    Args:
+        vocab: the catalog's titles and categories.
+        max_year: the catalog's latest year (for "recent").
+    """
+
+    def __init__(self, vocab: CatalogVocab):
+        self.vocab = vocab
+        years = vocab.catalog.items["year"].dropna()
+        self.max_year = int(years.max()) if len(years) else 2020
+
+    def parse(self, message: str, shown: list[str] | None = None) -> Parsed:
+        """Parse one message.
+
+        Args:
+            message: the user's text.
+            shown: item ids of the last reply, in display order (for "#2", "the first", "seen it").
+        """
+        shown = shown or []
+        text = " ".join(message.split())
+        p = Parsed(free_text=text, injection=bool(INJECTION.search(text)))
+        p.reset = bool(re.search(r"\b(start over|reset|forget (that|everything|it all)|something (completely )?different)\b", text, re.I))
+        ids = self.vocab.catalog.ids
+        low = text.lower()
+        self._feedback(low, shown, p)
+        # Titles: "I liked X" / "like X" are likes; "hated X" / "not X" are dislikes.
+        for hit in self.vocab.find_titles(text):
+            iid = str(ids[hit.idx])
+            before = low[:low.find(hit.span.lower())][-40:] if hit.span.lower() in low else ""
+            if re.search(r"\b(hate[d]?|didn'?t like|did not like|dislike[d]?|not like|boring|awful|no more like)\b\W*(\w+\W+){0,3}$", before):
+                p.feedback.append(Feedback("dislike", iid))
+            elif re.search(r"\b(seen|watched)\b\W*(\w+\W+){0,2}$", before) and not re.search(r"\b(liked|loved|enjoyed)\b", before):
+                p.feedback.append(Feedback("seen", iid))
+            elif iid not in p.references:
+                p.references.append(iid)
+        title_spans = [h.span.lower() for h in self.vocab.find_titles(text)]
+        cat_text = low
+        for span in title_spans:  # "Star Wars" must not say "War"
+            cat_text = cat_text.replace(span, " " * len(span))
+        for cat, start, _end in self.vocab.find_categories(cat_text):
+            target = p.exclude if _negated(cat_text, start) else p.include
+            if cat not in target:
+                target.append(cat)
+        p.include = [c for c in p.include if c not in p.exclude]
+        p.year_min, p.year_max = self._years(cat_text)
+        return p
+
+    def _feedback(self, low: str, shown: list[str], p: Parsed) -> None:
+        def pick(m: re.Match) -> str | None:
+            num = m.group("n1") or m.group("n2")
+            pos = int(num) if num else ORDINALS[m.group("w").lower()]
+            if pos == -1:
+                pos = len(shown)
+            return shown[pos - 1] if 1 <= pos <= len(shown) else None
+
+        pos = _POS.replace("(\\d+)", "(?P<n1>\\d+)", 1).replace("(\\d+)", "(?P<n2>\\d+)", 1)
+        pos = pos.replace("(first|", "(?P<w>first|", 1)
+        rules = [
+            ("seen", [rf"\b(?:seen|watched|saw)\s+(?:it\s+)?{pos}", rf"{pos}\s+(?:i'?ve|i have|already)\s+(?:seen|watched)"]),
+            ("dislike", [rf"\b(?:not|no|skip|drop|hate|dislike|don'?t like|didn'?t like|not into)\s+{pos}",
+                         rf"{pos}\s+(?:is\s+)?(?:bad|boring|no|nope|awful)"]),
+            ("like", [rf"\b(?:more like|like|love|loved|liked|more of|similar to|yes to|good)\s+{pos}",
+                      rf"{pos}\s+(?:is\s+|looks\s+)?(?:great|good|nice|perfect|interesting)"]),
+        ]
+        claimed: set[str] = set()
+        for kind, patterns in rules:
+            for m in (m for rx in patterns for m in re.finditer(rx, low)):
+                iid = pick(m)
+                if iid and iid not in claimed:
+                    claimed.add(iid)
+                    p.feedback.append(Feedback(kind, iid))
+        if shown and re.search(r"\b(seen (them|those|these|all)|watched (them|those|these|all)|seen (every|all) of)\b", low):
+            p.feedback += [Feedback("seen", i) for i in shown if i not in claimed]
+        elif shown and not claimed and re.search(r"\b(seen it|seen that|watched it|watched that|already seen)\b", low):
+            p.feedback.append(Feedback("seen", shown[0]))
+
+    def _years(self, low: str) -> tuple[int | None, int | None]:
+        def dec(tok: str) -> int | None:
+            tok = tok.lower().lstrip("'’")
+            if tok in DECADE_WORDS:
+                return DECADE_WORDS[tok]
+            m = re.fullmatch(r"(1[89]|20)?(\d)0s", tok)
+            if not m:
+                return None
+            century = m.group(1)
+            d = int(m.group(2)) * 10
+            return int(century) * 100 + d if century else (2000 + d if d <= 20 else 1900 + d)
+
+        y = r"(1[89]\d\d|20\d\d)"
+        d = r"('?(?:1[89]|20)?\d0s|twenties|thirties|forties|fifties|sixties|seventies|eighties|nineties)"
+        if m := re.search(rf"\bbetween\s+{y}\s+and\s+{y}|\bfrom\s+{y}\s+(?:to|until|till|-)\s+{y}|\b{y}\s*[-–]\s*{y}\b", low):
+            a, b = [int(g) for g in m.groups() if g]
+            return min(a, b), max(a, b)
+        decades = [v for v in (dec(t) for t in re.findall(rf"(?<![\w]){d}(?!\w)", low)) if v is not None]
+        if m := re.search(rf"\b(after|since|newer than|later than|post-?)\s*(?:the\s+)?({y[1:-1]}|{d[1:-1]})", low):
+            val = dec(m.group(2)) if not m.group(2).isdigit() else int(m.group(2))
+            if val is not None:
+                after = m.group(1).startswith(("after", "newer", "later", "post"))
+                return (val + (10 if not m.group(2).isdigit() and after else int(after))), None
+        if m := re.search(rf"\b(before|until|older than|earlier than|pre-?)\s*(?:the\s+)?({y[1:-1]}|{d[1:-1]})", low):
+            val = dec(m.group(2)) if not m.group(2).isdigit() else int(m.group(2))
+            if val is not None:
+                before = m.group(1).startswith(("before", "older", "earlier", "pre"))
+                return None, val - int(before)
+        if decades:
+            return min(decades), max(decades) + 9
+        if m := re.search(rf"\b(?:from|in|of|made in|released in)\s+{y}\b", low):
+            return int(m.group(1)), int(m.group(1))
+        if re.search(r"\b(classic|old|older|oldies|black and white)\b", low):
+            return None, 1969
+        if re.search(r"\b(recent|newer|latest|modern)\b", low):
+            return self.max_year - 3, None
+        return None, None
+
+
+def _negated(text: str, start: int) -> bool:
+    """True when a negation word governs the word at ``start`` ('no horror', 'not romance or war')."""
+    window = text[max(0, start - 60):start]
+    last_neg = None
+    for m in _NEG.finditer(window):
+        last_neg = m
+    if last_neg is None:
+        return False
+    between = window[last_neg.end():]
+    return not _SCOPE_BREAK.search(between)
+
+
+def _add(xs: list[str], x: str) -> None:
+    if x not in xs:
+        xs.append(x)
+
+
+def _drop(xs: list[str], x: str) -> None:
+    if x in xs:
+        xs.remove(x)

@@ -1,0 +1,192 @@
+"""The catalog's own vocabulary for the agent: fuzzy title lookup and category words with
+common synonyms. Shared by the dialogue parser (what the user names) and the verifier (what
+the LLM names), so both read text the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+from recagent.data.schema import Catalog
+
+# Common words for a category -> the canonical name of a movie-style vocabulary. Only
+# synonyms whose canonical name is in the catalog's vocabulary are used, so a catalog of
+# books or products simply gets its own words.
+SYNONYMS: dict[str, str] = {
+    "sci-fi": "Sci-Fi", "sci fi": "Sci-Fi", "scifi": "Sci-Fi", "science fiction": "Sci-Fi", "space": "Sci-Fi",
+    "science-fiction": "Sci-Fi",
+    "scary": "Horror", "horror": "Horror", "horrors": "Horror", "frightening": "Horror", "spooky": "Horror",
+    "funny": "Comedy", "comedy": "Comedy", "comedies": "Comedy", "comic": "Comedy", "hilarious": "Comedy",
+    "cartoon": "Animation", "cartoons": "Animation", "animated": "Animation", "animation": "Animation",
+    "kids": "Children's", "kid": "Children's", "family": "Children's", "children": "Children's",
+    "children's": "Children's", "childrens": "Children's",
+    "romance": "Romance", "romantic": "Romance", "romances": "Romance", "love story": "Romance",
+    "thriller": "Thriller", "thrillers": "Thriller", "suspense": "Thriller", "suspenseful": "Thriller",
+    "action": "Action", "drama": "Drama", "dramas": "Drama", "dramatic": "Drama",
+    "adventure": "Adventure", "adventures": "Adventure",
+    "crime": "Crime", "gangster": "Crime", "heist": "Crime",
+    "war": "War", "wartime": "War", "western": "Western", "westerns": "Western", "cowboy": "Western",
+    "musical": "Musical", "musicals": "Musical", "mystery": "Mystery", "mysteries": "Mystery",
+    "whodunit": "Mystery", "documentary": "Documentary", "documentaries": "Documentary",
+    "fantasy": "Fantasy", "film-noir": "Film-Noir", "film noir": "Film-Noir", "noir": "Film-Noir",
+}
+
+# Words that are everyday English too: the verifier does not treat them as genre claims.
+_LOOSE = {"space", "family", "kid", "kids", "children", "comic", "love story", "heist", "cowboy", "action",
+          "adventure", "adventures", "dramatic"}
+
+_ARTICLES = re.compile(r"^(the|a|an|la|le|les|il|el|der|die|das)\s+")
+
+
+def norm_title(text: str) -> str:
+    """Lower case, no punctuation, no leading article: 'The Usual Suspects!' -> 'usual suspects'."""
+    t = re.sub(r"[^\w\s]", " ", str(text).lower().replace("&", " and "))
+    t = re.sub(r"\s+", " ", t).strip()
+    return _ARTICLES.sub("", t)
+
+
+@dataclass(frozen=True)
+class TitleHit:
+    """A title found in text: the catalog row, the matched span and the match score (0-100)."""
+
+    idx: int
+    span: str
+    score: float
+
+
+class CatalogVocab:
+    """Title and category lookup over one catalog.
+
+    Args:
+        catalog: the items.
+        threshold: rapidfuzz score (0-100) a phrase needs to count as a title.
+    """
+
+    def __init__(self, catalog: Catalog, threshold: float = 88.0):
+        self.catalog = catalog
+        self.threshold = threshold
+        self.titles = [str(t) for t in catalog.items["title"]]
+
+    @cached_property
+    def _aliases(self) -> tuple[list[str], list[int]]:
+        """Normalised title forms (full title, and the title without its '(alternate title)')."""
+        keys, rows = [], []
+        for i, t in enumerate(self.titles):
+            forms = {norm_title(t)}
+            bare = re.sub(r"\s*\([^)]*\)\s*", " ", t).strip()
+            if bare and bare != t:
+                forms.add(norm_title(bare))
+            for f in forms:
+                if f:
+                    keys.append(f)
+                    rows.append(i)
+        return keys, rows
+
+    @cached_property
+    def exact(self) -> dict[str, int]:
+        keys, rows = self._aliases
+        out: dict[str, int] = {}
+        for k, r in zip(keys, rows):
+            out.setdefault(k, r)
+        return out
+
+    @cached_property
+    def categories(self) -> list[str]:
+        return list(self.catalog.category_vocabulary)
+
+    @cached_property
+    def category_words(self) -> dict[str, str]:
+        """lower-case word or phrase -> canonical category, for this catalog only."""
+        canon = {c.lower(): c for c in self.categories}
+        words = {c.lower(): c for c in self.categories}
+        for w, c in SYNONYMS.items():
+            if c.lower() in canon:
+                words.setdefault(w, canon[c.lower()])
+        return words
+
+    @cached_property
+    def _category_re(self) -> re.Pattern:
+        alts = sorted(self.category_words, key=len, reverse=True)
+        return re.compile(r"(?<![\w-])(" + "|".join(re.escape(a) for a in alts) + r")(?![\w-])", re.IGNORECASE)
+
+    def find_categories(self, text: str, strict: bool = False) -> list[tuple[str, int, int]]:
+        """(canonical category, start, end) for every category word in ``text``.
+
+        Args:
+            strict: skip words that are everyday English too ('space', 'family', 'action').
+        """
+        out = []
+        for m in self._category_re.finditer(text):
+            w = m.group(1).lower()
+            if strict and w in _LOOSE:
+                continue
+            out.append((self.category_words[w], m.start(), m.end()))
+        return out
+
+    def match(self, phrase: str, threshold: float | None = None) -> TitleHit | None:
+        """The best catalog title for a phrase (exact normalised form first, then fuzzy)."""
+        from rapidfuzz import fuzz, process
+
+        key = norm_title(phrase)
+        if not key:
+            return None
+        if key in self.exact:
+            return TitleHit(self.exact[key], phrase, 100.0)
+        if len(key) < 4:
+            return None
+        keys, rows = self._aliases
+        best = process.extractOne(key, keys, scorer=fuzz.ratio, score_cutoff=threshold or self.threshold)
+        if best is None:
+            return None
+        return TitleHit(rows[best[2]], phrase, float(best[1]))
+
+    def find_titles(self, text: str, max_words: int = 8, capitalised_only: bool = False) -> list[TitleHit]:
+        """Catalog titles named in free text: quoted spans (fuzzy) and word n-grams whose
+        normalised form is exactly a title. Single-word titles count only when capitalised
+        and not at the start of a sentence (so 'speed' or 'Heat is...' are not titles).
+
+        Args:
+            capitalised_only: only n-grams that start with a capital letter (for LLM output).
+        """
+        hits: list[TitleHit] = []
+        taken: list[tuple[int, int]] = []
+        for m in re.finditer(r"[\"“”]([^\"“”]{2,120})[\"“”]", text):
+            h = self.match(m.group(1))
+            if h:
+                hits.append(h)
+                taken.append(m.span())
+        words = list(re.finditer(r"[\w'&.:*/-]+", text))
+        i = 0
+        while i < len(words):
+            found = None
+            for n in range(min(max_words, len(words) - i), 0, -1):
+                start, end = words[i].start(), words[i + n - 1].end()
+                if any(s <= start < e for s, e in taken):
+                    break
+                span = text[start:end]
+                key = norm_title(span)
+                if key not in self.exact:
+                    continue
+                first = words[i].group(0)
+                if capitalised_only and not first[:1].isupper():
+                    continue
+                if len(key.split()) == 1 and n == 1 and (not first[:1].isupper() or _sentence_start(text, start) or len(key) < 4
+                               or key in self.category_words):
+                    continue
+                if len(key.split()) == 1 and n > 1 and not re.match(r"(?i)the\s", span):
+                    continue
+                found = TitleHit(self.exact[key], span, 100.0)
+                i += n
+                break
+            if found:
+                hits.append(found)
+            else:
+                i += 1
+        return hits
+
+
+def _sentence_start(text: str, pos: int) -> bool:
+    before = text[:pos].rstrip()
+    return not before or before[-1] in ".!?:\n"
