@@ -12,3 +12,5 @@ class UIConfig:
     host: str = opt("127.0.0.1", "bind address; anything but loopback requires --auth")
     port: int = opt(7860, "port of the chat server")
     concurrency: int = opt(2, "chat turns processed at once (2 cores: more only queues)")
+    max_cards: int = opt(6, "item-card slots on screen (a reply with more items shows the first ones)")
+    title: str = opt("recagent", "browser tab title of the chat app")

@@ -1,0 +1,168 @@
+"""Serving the chat app: bind-address and auth checks, building the backend once per process,
+and `serve()`, the click-free function behind ``recagent chat`` (without ``--cli``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from recagent.errors import ConfigError
+
+log = logging.getLogger("recagent.ui")
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+WIDE_WARNING = ("warning: --host {host} makes the chat reachable from other machines; anyone who can reach "
+                "port {port} and knows the --auth password can use it and its models.")
+
+
+@dataclass
+class Server:
+    """A running app: its URL, the Blocks object and the backend (``close()`` stops it)."""
+
+    url: str
+    demo: Any
+    backend: Any
+
+    def close(self) -> None:
+        self.demo.close()
+
+
+def parse_auth(auth: str | None) -> tuple[str, str] | None:
+    """``"USER:PASS"`` -> ``("USER", "PASS")``; None stays None.
+
+    Args:
+        auth: the ``--auth`` value.
+    """
+    if auth is None or auth == "":
+        return None
+    user, sep, password = str(auth).partition(":")
+    if not sep or not user or not password:
+        raise ConfigError("--auth: expected USER:PASS with a non-empty user and password, e.g. --auth alice:s3cret.")
+    return user, password
+
+
+def check_bind(host: str, port: int, auth: str | None, warn: Callable[[str], None] = print) -> tuple[str, str] | None:
+    """Refuse a non-loopback bind without ``--auth``; warn when binding wide. Returns the parsed auth.
+
+    Args:
+        host: bind address (``127.0.0.1`` by default).
+        port: TCP port (1-65535).
+        auth: ``USER:PASS`` or None.
+        warn: where the warning goes (stderr in the CLI).
+    """
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError(f"--port {port}: not a TCP port; use a number from 1 to 65535 (default ui.port = 7860).")
+    creds = parse_auth(auth)
+    if host not in LOOPBACK:
+        if creds is None:
+            raise ConfigError(f"--host {host}: serving beyond this machine needs a password; add --auth USER:PASS "
+                              "or keep the default --host 127.0.0.1.")
+        warn(WIDE_WARNING.format(host=host, port=port))
+    return creds
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now (for tests and benchmarks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def make_backend(cfg, dataset: str | None = None, run: str | None = None, kind: str = "agent",
+                 log_fn: Callable[[str], None] | None = None):
+    """Build the backend once per process (models load here, not per session).
+
+    Args:
+        cfg: the resolved `Config`.
+        dataset: built-in data set name or 'custom' (default ``cfg.data.dataset``).
+        run: a run directory with a trained model/index (agent backend only).
+        kind: 'agent' (the real recommender) or 'fake' (catalog-only, for tests and demos).
+        log_fn: progress messages.
+    """
+    if kind == "fake":
+        from recagent.data import load_dataset
+        from recagent.ui.backend import FakeBackend
+
+        if run:
+            raise ConfigError("--run needs the real agent backend; drop --run or the fake backend.")
+        return FakeBackend(load_dataset(cfg, dataset, log_fn=log_fn))
+    if kind != "agent":
+        raise ConfigError(f"backend '{kind}' is unknown; use 'agent' or 'fake'.")
+    from recagent.ui.agent_backend import AgentBackend
+
+    return AgentBackend.from_config(cfg, dataset=dataset, run=run, log_fn=log_fn)
+
+
+def launch(backend, cfg, host: str = "127.0.0.1", port: int | None = None, auth: str | None = None,
+           block: bool = True, warn: Callable[[str], None] = print) -> Server:
+    """Build the app around ``backend`` and serve it.
+
+    Args:
+        backend: a `ChatBackend`.
+        cfg: the resolved `Config` (``[ui]`` and ``[agent]`` sections are read).
+        host: bind address; non-loopback needs ``auth``.
+        port: TCP port (default ``cfg.ui.port``).
+        auth: ``USER:PASS`` or None.
+        block: True = serve until interrupted; False = return while serving in the background.
+        warn: where the wide-bind warning goes.
+    """
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from recagent.ui.app import build_app, css, theme
+
+    port = int(port if port is not None else cfg.ui.port)
+    creds = check_bind(host, port, auth, warn=warn)
+    demo = build_app(backend, max_cards=cfg.ui.max_cards, max_message_chars=cfg.agent.max_message_chars,
+                     concurrency=cfg.ui.concurrency, title=cfg.ui.title)
+    demo.queue(default_concurrency_limit=cfg.ui.concurrency)
+    try:
+        demo.launch(server_name=host, server_port=port, auth=creds, prevent_thread_lock=True, theme=theme(),
+                    css=css(), allowed_paths=list(getattr(backend, "media_dirs", []) or []), quiet=True,
+                    show_error=False, share=False, footer_links=["api", "gradio"], run_history=False)
+    except OSError as exc:
+        raise ConfigError(f"--port {port}: cannot listen on {host}:{port} ({exc}); pick another port with --port.") from None
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    server = Server(url=url, demo=demo, backend=backend)
+    if block:
+        warn(f"recagent chat on {url}  (Ctrl+C stops it)")
+        try:
+            demo.block_thread()
+        finally:
+            demo.close()
+    return server
+
+
+def serve(cfg, dataset_name_or_run: str | None = None, host: str | None = None, port: int | None = None,
+          auth: str | None = None, backend: str = "agent", block: bool = True,
+          log_fn: Callable[[str], None] = print) -> Server:
+    """What ``recagent chat [--dataset NAME | --run DIR] [--port N] [--host H] [--auth USER:PASS]``
+    does: check the bind, load the models once, serve the Gradio app.
+
+    Args:
+        cfg: the resolved `Config`.
+        dataset_name_or_run: a built-in data set name, 'custom', or a run directory (a path that exists).
+        host: bind address (default ``cfg.ui.host``, 127.0.0.1).
+        port: TCP port (default ``cfg.ui.port``, 7860).
+        auth: ``USER:PASS``; required when ``host`` is not loopback.
+        backend: 'agent' (real) or 'fake' (catalog-only demo).
+        block: serve until interrupted (False returns a running `Server`).
+        log_fn: progress and warnings (stderr in the CLI).
+    """
+    host = host or cfg.ui.host
+    port = int(port if port is not None else cfg.ui.port)
+    check_bind(host, port, auth, warn=lambda _m: None)  # fail fast, before loading models
+    dataset, run = _dataset_or_run(dataset_name_or_run)
+    be = make_backend(cfg, dataset=dataset, run=run, kind=backend, log_fn=log_fn)
+    return launch(be, cfg, host=host, port=port, auth=auth, block=block, warn=log_fn)
+
+
+def _dataset_or_run(value: str | None) -> tuple[str | None, str | None]:
+    if not value:
+        return None, None
+    from pathlib import Path
+
+    p = Path(value).expanduser()
+    return (None, str(p)) if p.is_dir() else (value, None)
