@@ -236,17 +236,19 @@ class Explainer:
 
 
 def template_sentence(s: FactSheet) -> str:
-    """A grounded sentence built only from the fact sheet."""
-    head = f'"{s.title}"' + (f" ({s.year})" if s.year else "")
-    genre = " and ".join(s.categories[:2]) if s.categories else ""
+    """A grounded sentence built only from the fact sheet (the item's title is shown beside it)."""
+    genre = " and ".join(s.categories[:2])
+    when = f" from {s.year}" if s.year else ""
+    why = CHANNELS.get(s.channel, CHANNELS["other"])
     if s.neighbours:
         n = s.neighbours[0]
         shared = " and ".join(n["shared"][:2])
-        like = f' like "{n["title"]}", which you liked' if shared or n["same_era"] else ""
-        text = f"{head} is {_article(shared or genre)} {shared or genre} pick{like}." if (shared or genre) else f"{head}{like}."
+        label = shared or genre
+        pick = f"{_article(label).capitalize()} {label} pick{when}" if label else f"A pick{when}"
+        text = f'{pick} like "{n["title"]}", which you liked.'
     else:
-        text = f"{head} is {_article(genre)} {genre} pick; {CHANNELS.get(s.channel, CHANNELS['other'])}." if genre \
-            else f"{head}: {CHANNELS.get(s.channel, CHANNELS['other'])}."
+        pick = f"{_article(genre).capitalize()} {genre} pick{when}" if genre else f"A pick{when}"
+        text = f"{pick}; {why}."
     if s.co_liked:
         c = s.co_liked
         text += f' {c["both"]} of the {c["via_total"]} people who liked "{c["via_title"]}" also liked it.'

@@ -1,0 +1,226 @@
+"""The conversational turn loop: parse -> update state -> rank -> explain -> reply (streamed).
+
+The LLM only ever writes reasons and profile prose from fact sheets; items come from the
+`CandidateRanker`, titles from the catalog, and a final check drops any sentence that names
+something else. User text enters prompts only as an escaped quotation, never as instructions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Generator, Iterator
+
+from recagent.agent.config import AgentConfig
+from recagent.agent.dialogue import Constraints, DialogueParser, SessionState
+from recagent.agent.explain import Evidence, Explainer, build_fact_sheets, template_sentence
+from recagent.agent.llm import LLM
+from recagent.agent.profile import ProfileSummarizer, conversation_profile
+from recagent.agent.ranker import CandidateRanker, SimpleRanker
+from recagent.agent.verify import Verifier
+from recagent.agent.vocab import CatalogVocab
+from recagent.errors import ConfigError
+
+INJECTION_NOTE = "I can only recommend titles from this catalog, and my rules stay as they are; here are regular picks."
+
+
+@dataclass
+class ReplyItem:
+    item_id: str
+    title: str
+    reason: str
+    year: int | None = None
+    categories: list[str] = field(default_factory=list)
+    channel: str = "other"
+    score: float = 0.0
+    reason_source: str = "template"   # 'llm' | 'llm-retry' | 'template'
+
+
+@dataclass
+class Reply:
+    """One agent turn. ``to_dict()`` is the CLI's ``--json`` shape."""
+
+    text: str
+    items: list[ReplyItem] = field(default_factory=list)
+    profile: dict | None = None
+    refused: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self, full: bool = False) -> dict[str, Any]:
+        items = [asdict(i) if full else {"item_id": i.item_id, "title": i.title, "reason": i.reason} for i in self.items]
+        out = {"reply": self.text, "items": items, "profile": self.profile}
+        if full:
+            out.update(refused=self.refused, notes=self.notes)
+        return out
+
+
+class TurnStream:
+    """Iterate for the reply's text pieces; afterwards ``.reply`` holds the whole `Reply`."""
+
+    def __init__(self, gen: Generator[str, None, Reply]):
+        self._gen = gen
+        self.reply: Reply | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        self.reply = yield from self._gen
+
+
+class Agent:
+    """A conversational recommender over one data set.
+
+    Args:
+        dataset: catalog + log (known users' histories come from here).
+        llm: writes reasons and profile prose; None = templates only.
+        ranker: a `CandidateRanker`; None = `SimpleRanker` without text embeddings.
+        settings: the ``[agent]`` config section.
+        item_embeddings: optional item text embeddings for explanation fact sheets.
+    """
+
+    def __init__(self, dataset, llm: LLM | None = None, ranker: CandidateRanker | None = None,
+                 settings: AgentConfig | None = None, item_embeddings=None):
+        self.ds = dataset
+        self.settings = s = settings or AgentConfig()
+        self.llm = llm
+        self.vocab = CatalogVocab(dataset.catalog, s.fuzzy_threshold)
+        self.parser = DialogueParser(self.vocab)
+        self.verifier = Verifier(self.vocab)
+        self.ranker = ranker or SimpleRanker(dataset, like_threshold=s.like_threshold)
+        self.evidence = getattr(self.ranker, "evidence", None) or Evidence(dataset, s.like_threshold)
+        self.embeddings = item_embeddings if item_embeddings is not None else getattr(self.ranker, "emb", None)
+        self.explainer = Explainer(llm if s.explain_with_llm else None, self.verifier, s.explain_max_new_tokens)
+        self.profiles = ProfileSummarizer(dataset, llm if s.profile_with_llm else None, self.verifier, s.like_threshold,
+                                          s.dislike_threshold, s.exemplars, s.recent_window, s.profile_max_new_tokens)
+
+    def new_session(self, user_id: str | None = None) -> SessionState:
+        """A fresh session; a known ``user_id`` gets a profile from their history."""
+        state = SessionState(user_id=None if user_id in (None, "") else str(user_id))
+        if state.user_id is not None:
+            if state.user_id not in self.ds.user_index:
+                raise ConfigError(f"--user {state.user_id}: not a user of {self.ds.name}; give an id from the log "
+                                  f"(e.g. {self.ds.user_ids[0]}) or leave it out for a new user.")
+            state.profile = self.profiles.summarize(state.user_id).to_dict()
+        return state
+
+    def respond(self, session: SessionState, message: str) -> Reply:
+        """Answer one message (updates ``session`` in place)."""
+        stream = self.respond_stream(session, message)
+        for _ in stream:
+            pass
+        assert stream.reply is not None
+        return stream.reply
+
+    def respond_stream(self, session: SessionState, message: str) -> TurnStream:
+        """Like `respond`, as text pieces: the header line as soon as items are ranked, then one
+        line per explained item."""
+        return TurnStream(self._turn(session, message))
+
+    # -- the turn ------------------------------------------------------------------------------
+    def _turn(self, session: SessionState, message: str) -> Generator[str, None, Reply]:
+        s = self.settings
+        message = message or ""
+        if len(message) > s.max_message_chars:
+            text = (f"That message is too long ({len(message):,} characters; the limit is {s.max_message_chars:,}). "
+                    "Please send a shorter one.")
+            yield text
+            return Reply(text, [], session.profile, refused=True)
+        parsed = self.parser.parse(message, session.shown)
+        if parsed.injection:
+            parsed.free_text = ""  # never rank on, or quote, an injection attempt
+        session.apply(parsed)
+        if session.user_id is None and (session.likes or session.dislikes):
+            idx = self.ds.item_index
+            session.profile = conversation_profile(self.profiles, [idx[i] for i in session.likes if i in idx],
+                                                   [idx[i] for i in session.dislikes if i in idx]).to_dict()
+        query = self._query_text(session, parsed.free_text)
+        exclude = self._exclude(session)
+        cands, notes = self._rank(session, query, exclude)
+        head = self._header(session, parsed, len(cands), notes)
+        yield head
+        history = self.history_rows(session)
+        liked_in_log = set(history) if session.user_id is not None else set()
+        sheets = build_fact_sheets(self.ds.catalog, [(c.item_idx, c.channel) for c in cands], history, self.evidence,
+                                   self.embeddings, s.history_neighbours, liked_in_log)
+        request = parsed.free_text if s.request_in_prompt and parsed.free_text else None
+        explanations = self.explainer.explain(sheets, request)
+        items, lines = [], [head]
+        for pos, (cand, sheet, exp) in enumerate(zip(cands, sheets, explanations), 1):
+            reason, source = exp.text, exp.source
+            allowed = sheet.facts().titles | set(history)
+            if [i for i in self.verifier.named_items(reason) if i not in allowed] or self.verifier.unknown_quoted(reason):
+                reason, source = template_sentence(sheet), "template"  # final check, whatever produced it
+            year = f" ({sheet.year})" if sheet.year else ""
+            line = f"{pos}. {sheet.title}{year} — {reason}"
+            lines.append(line)
+            yield "\n" + line
+            items.append(ReplyItem(sheet.item_id, sheet.title, reason, sheet.year, sheet.categories, cand.channel,
+                                   round(float(cand.score), 4), source))
+        session.shown = [it.item_id for it in items]
+        session.shown_all += [i for i in session.shown if i not in session.shown_all]
+        return Reply("\n".join(lines), items, session.profile, notes=notes)
+
+    def _query_text(self, session: SessionState, free_text: str) -> str:
+        """The text to match items against: this message, else the last one that said something,
+        plus the included categories."""
+        text = free_text
+        if not _has_content(text):
+            text = next((q for q in reversed(session.queries[:-1]) if _has_content(q)), "")
+        if session.constraints.include:
+            text = (text + " Genres: " + ", ".join(session.constraints.include)).strip()
+        return text
+
+    def _exclude(self, session: SessionState) -> set[int]:
+        idx = self.ds.item_index
+        ids = set(session.seen) | set(session.dislikes) | set(session.shown_all) | set(session.likes)
+        out = {idx[i] for i in ids if i in idx}
+        if session.user_id is not None:
+            out |= {idx[i] for i in self.ds.history(session.user_id)["item_id"]}
+        return out
+
+    def _rank(self, session: SessionState, query: str, exclude: set[int]):
+        """Rank under the constraints; when nothing fits, relax the era, then the categories."""
+        k, c = self.settings.k, session.constraints
+        tries = [(c, [])]
+        if c.year_min is not None or c.year_max is not None:
+            tries.append((Constraints(c.include, c.exclude), ["No match in that era, so I widened it."]))
+        if c.include:
+            tries.append((Constraints([], c.exclude), ["Nothing matched every wish, so I relaxed the genres."]))
+        for cons, notes in tries:
+            cands = self.ranker.rank(session, query, k, exclude, cons)
+            if cands:
+                return cands[:k], notes
+        return [], ["Nothing left in the catalog matches; try removing a constraint."]
+
+    def _header(self, session: SessionState, parsed, n: int, notes: list[str]) -> str:
+        parts = []
+        if parsed.injection:
+            parts.append(INJECTION_NOTE)
+        parts += notes
+        if n:
+            want = session.constraints.describe()
+            like = [self.ds.catalog.title(i) for i in session.likes[-2:] if i in self.ds.item_index]
+            what = f"Here are {n} picks" + (f" ({want})" if want else "")
+            if like:
+                what += " in the spirit of " + " and ".join(f'"{t}"' for t in like)
+            parts.append(what + ":")
+        return " ".join(parts)
+
+    def history_rows(self, session: SessionState) -> list[int]:
+        """Catalog rows the user liked: log history (known user) then this conversation's likes."""
+        idx = self.ds.item_index
+        rows: list[int] = []
+        if session.user_id is not None:
+            h = self.ds.history(session.user_id)
+            if self.ds.interactions.has_ratings:
+                h = h[h["rating"] >= self.settings.like_threshold]
+            rows = [idx[i] for i in h["item_id"]]
+        return rows + [idx[i] for i in session.likes if i in idx]
+
+
+def _has_content(text: str) -> bool:
+    """Does a message say something to search on, beyond feedback like 'not #2' or 'seen it'?"""
+    import re
+
+    words = re.findall(r"[a-z]{3,}", (text or "").lower())
+    filler = {"not", "the", "more", "like", "seen", "it", "first", "second", "third", "fourth", "fifth", "last", "one",
+              "please", "thanks", "and", "this", "that", "those", "them", "all", "already", "watched", "number", "yes",
+              "nope", "good", "great", "boring", "show", "some", "other", "another", "else", "something"}
+    return any(w not in filler for w in words)

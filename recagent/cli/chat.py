@@ -1,0 +1,110 @@
+"""``recagent chat``: talk to the recommender. ``--cli`` is the terminal chat (one message per
+line on stdin; interactive at a terminal); without it the web UI starts (built in ``ui/``)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from recagent.cli.common import Run, common_options
+from recagent.errors import ConfigError
+
+HELP = """Chat with the recommender.
+
+\b
+Examples:
+  recagent chat --cli                                  new user, interactive
+  recagent chat --cli --user 196                       a known ML-100K user
+  echo "funny sci-fi from the 80s" | recagent chat --cli --json
+\b
+With --json, one object per turn: {"reply", "items": [{"item_id", "title", "reason"}], "profile"}.
+Type 'quit' (or Ctrl-D) to leave; 'reset' starts a new session.
+"""
+
+
+@click.command("chat", help=HELP)
+@click.option("--cli", "use_cli", is_flag=True, help="Terminal chat instead of the web UI.")
+@click.option("--dataset", default=None, help="Data set (default: data.dataset, e.g. ml-100k).")
+@click.option("--user", "user_id", default=None, help="A known user id from the log; omit for a new user.")
+@click.option("--no-llm", is_flag=True, help="Template reasons and profile only (no LLM loaded).")
+@common_options
+def chat(run: Run, use_cli: bool, dataset: str | None, user_id: str | None, no_llm: bool, **ui_options) -> None:
+    if not use_cli:
+        _launch_ui(run, dataset, user_id, **ui_options)
+        return
+    run_terminal_chat(run, dataset, user_id, no_llm)
+
+
+def _launch_ui(run: Run, dataset: str | None, user_id: str | None, **ui_options) -> None:
+    """The web UI path (owned by ui/); until it exists, point people at --cli."""
+    try:
+        from recagent.ui import app as ui_app
+    except ImportError:
+        ui_app = None
+    launch = getattr(ui_app, "launch", None)
+    if launch is None:
+        raise ConfigError("the web chat UI is not available in this build yet; use `recagent chat --cli`.")
+    launch(run, dataset=dataset, user_id=user_id, **ui_options)
+
+
+def run_terminal_chat(run: Run, dataset: str | None, user_id: str | None, no_llm: bool = False,
+                      stdin=None, out=None) -> None:
+    """The terminal loop: build the agent once, then one turn per input line.
+
+    Args:
+        run: resolved config and output switches (--json, --quiet).
+        dataset: data set name (None = ``data.dataset``).
+        user_id: a known user id or None (cold start).
+        no_llm: templates only.
+        stdin, out: streams (default: sys.stdin / click.echo to stdout), for tests.
+    """
+    from recagent.agent.service import build_agent
+    from recagent.data import load_dataset
+
+    cfg = run.config
+    if no_llm:
+        cfg = cfg.replace("agent", explain_with_llm=False, profile_with_llm=False)
+    stdin = stdin or sys.stdin
+    interactive = stdin.isatty() and not run.json
+    ds = load_dataset(cfg, dataset, log_fn=run.log)
+    run.log(f"loading the agent for {ds.name} ...")
+    agent = build_agent(cfg, ds)
+    session = agent.new_session(user_id)
+    write = (lambda s, nl=True: click.echo(s, nl=nl)) if out is None else (lambda s, nl=True: out.write(s + ("\n" if nl else "")))
+    if interactive:
+        who = f"user {user_id}" if user_id else "a new user"
+        write(f"recagent chat ({ds.name}, {who}). Tell me what you feel like; 'quit' to leave.")
+        if session.profile:
+            write(f"Your profile: {session.profile['prose']}")
+    while True:
+        if interactive:
+            write("> ", nl=False)
+            sys.stdout.flush()
+        line = stdin.readline()
+        if not line:
+            break
+        message = line.rstrip("\n")
+        if not message.strip():
+            continue
+        if message.strip().lower() in ("quit", "exit", ":q"):
+            break
+        if message.strip().lower() == "reset":
+            session = agent.new_session(user_id)
+            if not run.json:
+                write("(new session)")
+            continue
+        stream = agent.respond_stream(session, message)
+        if run.json:
+            for _ in stream:
+                pass
+            run.emit(stream.reply.to_dict())
+        else:
+            for piece in stream:
+                write(piece, nl=False)
+                if hasattr(sys.stdout, "flush"):
+                    sys.stdout.flush()
+            write("")
+
+
+COMMANDS = [chat]
