@@ -22,6 +22,10 @@ class Encoder(Protocol):
 
     def embed_texts(self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray: ...
 
+    def embed_images(self, images: Sequence, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+        """PIL images or paths -> L2-normalised float32; encoders without an image tower raise."""
+        ...
+
 
 class BaseEncoder:
     """Batching, progress and normalisation around one ``_embed_text_batch`` method."""
