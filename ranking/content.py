@@ -45,7 +45,7 @@ def item_text_embeddings(catalog: Any, encoder: Any, cache_dir: str | Path | Non
         path = Path(cache_dir) / f"{safe}-{catalog_hash(texts)}.npy"
         if path.is_file():
             emb = np.load(path)
-            if emb.shape == (len(texts), encoder.dim):
+            if emb.ndim == 2 and emb.shape[0] == len(texts):
                 return emb
     emb = np.asarray(encoder.embed_texts(texts, progress=progress), dtype=np.float32)
     if path is not None:
