@@ -51,7 +51,7 @@ class FactSheet:
         if self.co_liked:
             titles.add(self.co_liked["via_idx"])
             numbers |= {int(self.co_liked["both"]), int(self.co_liked["via_total"])}
-        years = {y for y in [self.year] + [n.get("year") for n in self.neighbours] if y}
+        years = {self.year} if self.year else set()  # neighbour years are not shown, so not claimable
         return Facts(titles=titles, categories=set(self.categories), years=years, numbers=numbers,
                      forbidden=_EXAMPLE_TITLES)
 
