@@ -38,6 +38,11 @@ class Card:
     reason: str = ""
     scores: dict[str, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Catalog rows carry NaN / "" for "no image"; the UI needs None to draw a text card.
+        if not isinstance(self.image_path, str) or not self.image_path:
+            self.image_path = None
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
