@@ -210,7 +210,8 @@ def _fusion(cfg, split, tr, trv, items, fitted, text_emb, users, ev, log):
     res = ev(lambda ub: _score_from(full, users, test_X, ub))
     ablations = {}
     if rc.ablations:
-        avail = [c for c in CHANNELS if full.src.available(c)]
+        # offline eval has no profile texts, so the profile channels are always masked here
+        avail = [c for c in CHANNELS if full.src.available(c) and c not in ("text_profile", "xmodal_profile")]
         sets = {"all": avail}
         sets.update({f"only {c}": [c] for c in avail})
         sets.update({f"all - {c}": [x for x in avail if x != c] for c in avail})

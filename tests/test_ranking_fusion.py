@@ -1,0 +1,129 @@
+"""Fusion ranker: learns to use the informative channel and ignore noise; works with missing
+modalities; chat API (candidates + extra features); save/load."""
+
+import numpy as np
+import pytest
+
+from recagent.data import make_split
+from recagent.ranking.base import History, Recommender
+from recagent.ranking.baselines import EASE
+from recagent.ranking.features import CHANNELS, FeatureSources, build_features, normalize
+from recagent.ranking.fusion import FusionRanker, train_fusion
+from recagent.retrieval.encoders import HashEncoder
+
+PARAMS = dict(hidden=8, mlp=False, lr=0.05, weight_decay=0.0, epochs=60, patience=10, batch_users=64, seed=0)
+
+
+def synthetic(n_users=300, n_items=40, seed=0):
+    rng = np.random.default_rng(seed)
+    target = rng.integers(0, n_items, n_users)
+    answer = rng.normal(0, 1, (n_users, n_items))
+    answer[np.arange(n_users), target] += 3.0          # carries the answer (noisily)
+    noise = rng.normal(0, 1, (n_users, n_items))        # pure noise
+    F = np.stack([answer, noise], axis=2).astype(np.float32)
+    M = np.ones_like(F)
+    cand = np.ones((n_users, n_items), bool)
+    X = normalize(F, M, cand)
+    tg = np.zeros((n_users, n_items), bool)
+    tg[np.arange(n_users), target] = True
+    ctx = np.ones((n_users, 3), np.float32)
+    return X, M, ctx, cand, tg
+
+
+def _holdout_ndcg(net, X, M, ctx, cand, tg, rows):
+    import torch
+
+    from recagent.ranking.fusion import _ndcg10
+
+    T = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    return _ndcg10(net, T(X), T(M), T(ctx), T(cand), T(tg.astype(np.float32)), T(rows))
+
+
+def _shuffled(X, channel, n_channels, seed=0):
+    """X with one channel's two views shuffled across items (its information destroyed)."""
+    rng = np.random.default_rng(seed)
+    X = X.copy()
+    for u in range(len(X)):
+        p = rng.permutation(X.shape[1])
+        for f in (channel, n_channels + channel):
+            X[u, :, f] = X[u, p, f]
+    return X
+
+
+@pytest.mark.parametrize("mlp", [False, True])
+def test_fusion_uses_the_answer_channel_and_ignores_noise(mlp):
+    X, M, ctx, cand, tg = synthetic()
+    rows = np.arange(240, 300)
+    net, info = train_fusion(X, M, ctx, cand, tg, np.arange(240), rows, {**PARAMS, "mlp": mlp})
+    full = _holdout_ndcg(net, X, M, ctx, cand, tg, rows)
+    assert full > 0.7                                   # a random ranking of 40 items gets ~0.1
+    no_noise = _holdout_ndcg(net, _shuffled(X, 1, 2), M, ctx, cand, tg, rows)
+    no_answer = _holdout_ndcg(net, _shuffled(X, 0, 2), M, ctx, cand, tg, rows)
+    assert abs(full - no_noise) < 0.05                  # noise destroyed: nothing lost
+    assert no_answer < 0.3                              # answer destroyed: back to near random
+    if not mlp:
+        w = net.base.detach().numpy() + net.gate[2].bias.detach().numpy()
+        assert abs(w[0]) + abs(w[2]) > 3 * (abs(w[1]) + abs(w[3]))
+
+
+@pytest.fixture
+def tiny_fit(tiny):
+    split = make_split(tiny, "B")
+    tr = History.from_frame(split.train, split.n_users, split.n_items)
+    emb = HashEncoder(32).embed_texts([tiny.catalog.describe(i) for i in range(len(tiny.catalog))])
+    return tiny, split, tr, emb
+
+
+def test_fusion_on_a_catalog_without_images(tiny_fit, tmp_path):
+    ds, split, tr, emb = tiny_fit
+    f = FusionRanker(hidden=4, epochs=5, patience=2, holdout=0.34)
+    f.fit(split, base_models={"ease": EASE(reg=1.0).fit(tr)}, text_emb=emb)
+    assert not f.src.available("image_hist") and not f.src.available("xmodal_profile")
+    trv = History.concat(split.train, split.valid, n_users=split.n_users, n_items=split.n_items)
+    s = f.score(np.arange(split.n_users), trv)
+    assert s.shape == (split.n_users, split.n_items) and np.isfinite(s).all()
+    ids, _ = f.recommend(np.arange(split.n_users), k=3, history=trv)
+    for u in range(split.n_users):
+        assert not set(ids[u]) & set(trv.sequences[u])
+    f.save(tmp_path / "f")
+    back = Recommender.load(tmp_path / "f")
+    np.testing.assert_allclose(back.score(np.arange(3), trv), f.score(np.arange(3), trv), rtol=1e-4, atol=1e-5)
+
+
+def test_partial_images_are_masked_per_item(tiny_fit):
+    ds, split, tr, emb = tiny_fit
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(split.n_items, 16)).astype(np.float32)
+    has = np.arange(split.n_items) % 2 == 0
+    src = FeatureSources({}, emb, img, has, tr.frame, 14.0, split.n_items)
+    F, M = build_features(src, ["image_hist", "text_hist", "bpr"], np.arange(split.n_users), tr, np.arange(split.n_items))
+    c_img = 0
+    users_with_img = [u for u in range(split.n_users) if any(has[i] for i in tr.sequences[u])]
+    assert M[users_with_img][:, ~has, c_img].sum() == 0          # items without image: masked
+    assert M[users_with_img][:, has, c_img].min() == 1
+    assert M[:, :, 2].sum() == 0                                   # bpr not given: masked everywhere
+    assert (F * (1 - M) == 0).all()
+
+
+def test_rank_for_a_new_user_with_query_and_constraint_features(tiny_fit):
+    ds, split, tr, emb = tiny_fit
+    f = FusionRanker(hidden=4, epochs=3, patience=1, holdout=0.34)
+    f.fit(split, base_models={"ease": EASE(reg=1.0).fit(tr)}, text_emb=emb)
+    idx = ds.catalog.index
+    history = [idx["i1"], idx["i2"]]
+    cands = np.array([idx[i] for i in ("i3", "i5", "i7")])
+    base = f.rank(history, cands)
+    assert base.shape == (3,) and np.isfinite(base).all()
+    boosted = f.rank(history, cands, extra_features={"constraint": np.array([0.0, 1.0, 0.0])})
+    assert boosted[1] - base[1] == pytest.approx(f.params["extra_weights"]["constraint"])
+    assert np.argmax(f.rank(history, cands, extra_features={"constraint": np.array([0.0, 1.0, 0.0]),
+                                                              "query": np.array([0.0, 5.0, 0.0])})) == 1
+    assert f.rank([], cands).shape == (3,)                          # cold start: no history at all
+
+
+def test_unknown_channel_is_a_config_error():
+    from recagent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown channel"):
+        FusionRanker(channels=["ease", "telepathy"])
+    assert set(FusionRanker().params["channels"]) <= set(CHANNELS)
