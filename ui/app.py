@@ -49,7 +49,7 @@ def new_ui_state(backend: ChatBackend, user_id: str | None) -> dict:
 
 
 def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_message_chars: int = 2000,
-              concurrency: int = 2, title: str = "recagent"):
+              concurrency: int = 2, title: str = "recagent", default_user: str | None = None):
     """Build the Blocks app around one shared backend.
 
     Args:
@@ -59,19 +59,20 @@ def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_
         max_message_chars: longer messages are refused with a `gr.Error`.
         concurrency: chat turns processed at once (UI and API share the limit).
         title: browser tab title.
+        default_user: the user picked when a page opens (None = new user).
     """
     import gradio as gr
 
     users = backend.users()
     choices = [("New user (no history)", NEW_USER)] + [(label, uid) for uid, label in users]
-    initial = new_ui_state(backend, None)
+    initial = new_ui_state(backend, default_user)
 
     with gr.Blocks(title=title, fill_width=True) as demo:
         state = gr.State(initial)
         with gr.Row(elem_classes="ra-top", equal_height=True):
             gr.HTML('<div class="ra-brand"><span class="ra-logo">◆</span> recagent'
                     '<span class="ra-tag">conversational recommender</span></div>', scale=3)
-            user_dd = gr.Dropdown(choices=choices, value=NEW_USER, label="Who is chatting?", filterable=True,
+            user_dd = gr.Dropdown(choices=choices, value=default_user or NEW_USER, label="Who is chatting?", filterable=True,
                                   scale=2, elem_id="ra-user")
             restart = gr.Button("New conversation", size="sm", scale=0, elem_id="ra-restart")
         with gr.Row(equal_height=False):

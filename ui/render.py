@@ -13,7 +13,8 @@ CHANNEL_NAMES = {
     "text_history": "History ↔ item text", "image": "Image similarity", "cross_modal": "Profile ↔ item image",
     "clip_text": "Profile ↔ item image", "popularity": "Popularity", "recency": "Recency",
     "query": "Matches your message", "constraint": "Matches your constraints", "profile": "Fits your profile",
-    "fused": "Fused score", "score": "Final score",
+    "fused": "Fused score", "score": "Final score", "neighbours": "Liked by fans of your picks",
+    "popular": "Popularity",
 }
 
 FEEDBACK_BADGES = {"like": "♥ liked", "dislike": "✗ not for me", "seen": "✓ seen"}

@@ -98,7 +98,7 @@ def make_backend(cfg, dataset: str | None = None, run: str | None = None, kind: 
 
 
 def launch(backend, cfg, host: str = "127.0.0.1", port: int | None = None, auth: str | None = None,
-           block: bool = True, warn: Callable[[str], None] = print) -> Server:
+           block: bool = True, warn: Callable[[str], None] = print, user: str | None = None) -> Server:
     """Build the app around ``backend`` and serve it.
 
     Args:
@@ -109,6 +109,7 @@ def launch(backend, cfg, host: str = "127.0.0.1", port: int | None = None, auth:
         auth: ``USER:PASS`` or None.
         block: True = serve until interrupted; False = return while serving in the background.
         warn: where the wide-bind warning goes.
+        user: the user picked when a page opens (None = new user).
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from recagent.ui.app import build_app, css, theme
@@ -116,7 +117,7 @@ def launch(backend, cfg, host: str = "127.0.0.1", port: int | None = None, auth:
     port = int(port if port is not None else cfg.ui.port)
     creds = check_bind(host, port, auth, warn=warn)
     demo = build_app(backend, max_cards=cfg.ui.max_cards, max_message_chars=cfg.agent.max_message_chars,
-                     concurrency=cfg.ui.concurrency, title=cfg.ui.title)
+                     concurrency=cfg.ui.concurrency, title=cfg.ui.title, default_user=user)
     demo.queue(default_concurrency_limit=cfg.ui.concurrency)
     try:
         demo.launch(server_name=host, server_port=port, auth=creds, prevent_thread_lock=True, theme=theme(),
@@ -136,7 +137,7 @@ def launch(backend, cfg, host: str = "127.0.0.1", port: int | None = None, auth:
 
 
 def serve(cfg, dataset_name_or_run: str | None = None, host: str | None = None, port: int | None = None,
-          auth: str | None = None, backend: str = "agent", block: bool = True,
+          auth: str | None = None, backend: str = "agent", block: bool = True, user: str | None = None,
           log_fn: Callable[[str], None] = print) -> Server:
     """What ``recagent chat [--dataset NAME | --run DIR] [--port N] [--host H] [--auth USER:PASS]``
     does: check the bind, load the models once, serve the Gradio app.
@@ -149,6 +150,7 @@ def serve(cfg, dataset_name_or_run: str | None = None, host: str | None = None, 
         auth: ``USER:PASS``; required when ``host`` is not loopback.
         backend: 'agent' (real) or 'fake' (catalog-only demo).
         block: serve until interrupted (False returns a running `Server`).
+        user: a known user id picked when a page opens (None = new user).
         log_fn: progress and warnings (stderr in the CLI).
     """
     host = host or cfg.ui.host
@@ -156,7 +158,7 @@ def serve(cfg, dataset_name_or_run: str | None = None, host: str | None = None, 
     check_bind(host, port, auth, warn=lambda _m: None)  # fail fast, before loading models
     dataset, run = _dataset_or_run(dataset_name_or_run)
     be = make_backend(cfg, dataset=dataset, run=run, kind=backend, log_fn=log_fn)
-    return launch(be, cfg, host=host, port=port, auth=auth, block=block, warn=log_fn)
+    return launch(be, cfg, host=host, port=port, auth=auth, block=block, warn=log_fn, user=user)
 
 
 def _dataset_or_run(value: str | None) -> tuple[str | None, str | None]:

@@ -28,24 +28,29 @@ Type 'quit' (or Ctrl-D) to leave; 'reset' starts a new session.
 @click.option("--dataset", default=None, help="Data set (default: data.dataset, e.g. ml-100k).")
 @click.option("--user", "user_id", default=None, help="A known user id from the log; omit for a new user.")
 @click.option("--no-llm", is_flag=True, help="Template reasons and profile only (no LLM loaded).")
+@click.option("--run", "run_dir", default=None, type=click.Path(file_okay=False, exists=True), help="Web UI: serve a run directory (its config.toml).")
+@click.option("--host", default=None, help="Web UI bind address (default ui.host = 127.0.0.1); other hosts need --auth.")
+@click.option("--port", default=None, type=int, help="Web UI port (default ui.port = 7860).")
+@click.option("--auth", default=None, metavar="USER:PASS", help="Web UI login; required with a non-loopback --host.")
 @common_options
 def chat(run: Run, use_cli: bool, dataset: str | None, user_id: str | None, no_llm: bool, **ui_options) -> None:
     if not use_cli:
-        _launch_ui(run, dataset, user_id, **ui_options)
+        _launch_ui(run, dataset, user_id, no_llm=no_llm, **ui_options)
         return
     run_terminal_chat(run, dataset, user_id, no_llm)
 
 
 def _launch_ui(run: Run, dataset: str | None, user_id: str | None, **ui_options) -> None:
-    """The web UI path (owned by ui/); until it exists, point people at --cli."""
-    try:
-        from recagent.ui import app as ui_app
-    except ImportError:
-        ui_app = None
-    launch = getattr(ui_app, "launch", None)
-    if launch is None:
-        raise ConfigError("the web chat UI is not available in this build yet; use `recagent chat --cli`.")
-    launch(run, dataset=dataset, user_id=user_id, **ui_options)
+    """The web UI path (owned by ui/): `recagent.ui.serve.serve` does the work."""
+    from recagent.ui.serve import serve
+
+    cfg = run.config
+    if ui_options.get("no_llm"):
+        cfg = cfg.replace("agent", explain_with_llm=False, profile_with_llm=False)
+    if dataset and ui_options.get("run_dir"):
+        raise ConfigError("--dataset and --run: give one of them (a run directory names its own data set).")
+    serve(cfg, ui_options.get("run_dir") or dataset, host=ui_options.get("host"), port=ui_options.get("port"),
+          auth=ui_options.get("auth"), user=user_id, log_fn=lambda m: click.echo(m, err=True))
 
 
 def run_terminal_chat(run: Run, dataset: str | None, user_id: str | None, no_llm: bool = False,

@@ -1,0 +1,131 @@
+"""The chat flow through the app's named API endpoints with `gradio_client` (the same session
+state the browser UI uses): start, chat (streamed), feedback, remove a constraint, errors;
+plus the real agent behind the UI (``model``) and `AgentBackend` on the tiny catalog."""
+
+from __future__ import annotations
+
+import pytest
+
+from recagent.errors import RecagentError
+
+
+@pytest.fixture(scope="module")
+def server(cfg, ml100k):
+    from recagent.ui.backend import FakeBackend
+    from recagent.ui.serve import free_port, launch
+
+    srv = launch(FakeBackend(ml100k), cfg, port=free_port(), block=False)
+    yield srv
+    srv.close()
+
+
+def _client(url):
+    from gradio_client import Client
+
+    return Client(url, verbose=False)
+
+
+@pytest.mark.server
+def test_api_flow_start_chat_like_remove(server, ml100k):
+    c = _client(server.url)
+    users = c.predict(api_name="/users")
+    assert len(users) == ml100k.n_users
+    start = c.predict("", api_name="/start")
+    assert start["user"] == "__new__" and start["profile"]["likes"] == []
+
+    job = c.submit("sci-fi from the 80s, no horror", api_name="/chat")
+    final = job.result()
+    partials = job.outputs()
+    assert len(partials) > 1 and not partials[0]["done"] and final["done"], "the reply streams"
+    assert len(final["cards"]) == 5
+    for card in final["cards"]:
+        assert "Sci-Fi" in card["categories"] and "Horror" not in card["categories"]
+        assert 1980 <= card["year"] <= 1989 and card["scores"]
+    assert [k for k, _ in final["profile"]["constraints"]] == ["include:Sci-Fi", "exclude:Horror", "years"]
+
+    liked = final["cards"][0]
+    out = c.predict(liked["item_id"], "like", api_name="/feedback")
+    assert liked["title"] in out["profile"]["likes"] and out["feedback"] == {liked["item_id"]: "like"}
+    assert out["profile"]["summary"] != start["profile"]["summary"]
+
+    out = c.predict("years", api_name="/remove_constraint")
+    assert [k for k, _ in out["profile"]["constraints"]] == ["include:Sci-Fi", "exclude:Horror"]
+    nxt = c.predict("more please", api_name="/chat")
+    assert not {x["item_id"] for x in nxt["cards"]} & {x["item_id"] for x in final["cards"]}, "no repeats"
+    assert any(x["year"] < 1980 or x["year"] > 1989 for x in nxt["cards"]), "the era constraint is gone"
+
+
+@pytest.mark.server
+def test_api_sessions_are_separate_and_errors_are_messages(server):
+    from gradio_client.exceptions import AppError
+
+    a, b = _client(server.url), _client(server.url)
+    a.predict("", api_name="/start")
+    b.predict("", api_name="/start")
+    a.predict("horror", api_name="/chat")
+    pb = b.predict("romance", api_name="/chat")["profile"]
+    assert [k for k, _ in pb["constraints"]] == ["include:Romance"]
+    with pytest.raises(AppError, match="Type a message first"):
+        a.predict("   ", api_name="/chat")
+    with pytest.raises(AppError, match="not in the catalog"):
+        a.predict("no-such-item", "like", api_name="/feedback")
+    with pytest.raises(AppError, match="use one of like, dislike, seen"):
+        a.predict("1", "love", api_name="/feedback")
+
+
+def _tiny_agent_backend(tiny):
+    from recagent.agent.agent import Agent
+    from recagent.agent.ranker import SimpleRanker
+    from recagent.ui.agent_backend import AgentBackend, ChannelRecorder
+
+    return AgentBackend(Agent(tiny, llm=None, ranker=ChannelRecorder(SimpleRanker(tiny))), tiny)
+
+
+def test_agent_backend_turn_feedback_and_constraints(tiny):
+    from recagent.ui.backend import ChatBackend
+
+    be = _tiny_agent_backend(tiny)
+    assert isinstance(be, ChatBackend)
+    s0 = be.new_session(None)
+    ups = list(be.respond_stream(s0, "sci-fi, no horror"))
+    last = ups[-1]
+    assert last.done and all(not u.done for u in ups[:-1]) and s0["turn"] == 0
+    ids = [c.item_id for c in last.cards]
+    assert ids and set(ids) <= {"i1", "i2", "i7"}, "only Sci-Fi items"
+    for c in last.cards:
+        assert "score" in c.scores and c.reason and c.image_path is None
+    assert dict(last.profile.constraints) == {"include:Sci-Fi": "Sci-Fi", "exclude:Horror": "no Horror"}
+    s1 = be.feedback(last.state, ids[0], "like")
+    p1 = be.profile(s1)
+    assert tiny.catalog.title(ids[0]) in p1.likes and "Sci-Fi" in p1.summary and s1["turn"] == last.state["turn"]
+    s2 = be.remove_constraint(s1, "exclude:Horror")
+    assert dict(be.profile(s2).constraints) == {"include:Sci-Fi": "Sci-Fi"}
+    with pytest.raises(RecagentError):
+        be.new_session("nobody")
+
+
+def test_agent_backend_known_user_profile(tiny):
+    be = _tiny_agent_backend(tiny)
+    p = be.profile(be.new_session("u1"))  # u1 liked romance/comedy/drama in the tiny log
+    assert p.summary.startswith("User u1:") and p.likes
+
+
+@pytest.mark.model
+@pytest.mark.server
+def test_real_agent_through_the_api(cfg):
+    """The production backend (LLM + text encoder) behind the same endpoints."""
+    from recagent.ui.serve import free_port, serve
+
+    srv = serve(cfg, "ml-100k", port=free_port(), block=False, log_fn=lambda m: None)
+    try:
+        c = _client(srv.url)
+        c.predict("", api_name="/start")
+        out = c.predict("a funny sci-fi movie, no horror", api_name="/chat")
+        assert out["done"] and len(out["cards"]) == cfg.agent.k
+        assert all("Horror" not in x["categories"] for x in out["cards"])
+        titles = set(srv.backend.catalog.items["title"])
+        assert all(x["title"] in titles and x["reason"] for x in out["cards"])
+        fb = c.predict(out["cards"][0]["item_id"], "like", api_name="/feedback")
+        assert out["cards"][0]["title"] in fb["profile"]["likes"]
+    finally:
+        srv.close()

@@ -1,0 +1,221 @@
+"""`AgentBackend`: the `ChatBackend` the UI uses in production, an adapter over
+`recagent.agent.Agent` (one agent per process, shared by every session; each session's
+`SessionState` travels as a plain dict in the UI's `gr.State`).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from recagent.errors import ConfigError, RecagentError
+from recagent.ui.backend import FEEDBACK_KINDS, Card, ProfileView, TurnUpdate, constraint_chips, drop_constraint
+
+log = logging.getLogger("recagent.ui")
+
+
+class ChannelRecorder:
+    """Wraps the agent's `CandidateRanker` to remember each turn's query, so the UI can show
+    every channel's score behind "why this?" (the ranker itself reports only the top channel).
+
+    Args:
+        ranker: the agent's ranker (a `SimpleRanker` gets a full breakdown; others report the
+            channel and score of each candidate).
+    """
+
+    def __init__(self, ranker):
+        self.inner = ranker
+        self._queries: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:  # evidence, emb, ... as the agent expects
+        return getattr(self.inner, name)
+
+    def rank(self, state, query_text, k, exclude, constraints):
+        with self._lock:
+            self._queries[id(state)] = query_text
+        return self.inner.rank(state, query_text, k, exclude, constraints)
+
+    def pop_query(self, state) -> str | None:
+        with self._lock:
+            return self._queries.pop(id(state), None)
+
+    def channels(self, state, query: str | None, rows: list[int]) -> list[dict[str, float]] | None:
+        """Weighted per-channel scores of catalog ``rows`` for a `SimpleRanker` (the same terms
+        its ``rank`` sums); None for other rankers."""
+        r = self.inner
+        needed = ("popularity", "weights", "emb", "liked_rows", "evidence")
+        if not all(hasattr(r, a) for a in needed) or not rows:
+            return None
+        idx = np.asarray(rows)
+        parts = {"popular": r.popularity[idx]}
+        if getattr(r, "encoder", None) is not None and r.emb is not None and query and query.strip():
+            q = r.encoder.embed_texts([query])[0]
+            parts["query"] = np.clip(r.emb[idx] @ q, 0, None)
+        hist, session = r.liked_rows(state)
+        liked = hist + session * 3
+        if liked and r.emb is not None:
+            centroid = r.emb[liked].mean(axis=0)
+            centroid /= max(1e-9, float(np.linalg.norm(centroid)))
+            parts["profile"] = np.clip(r.emb[idx] @ centroid, 0, None)
+        if liked:
+            n = r.ds.n_items
+            co = np.zeros(n)
+            counts = np.maximum(r.evidence.liked_count, 1).astype(np.float64)
+            for row in liked:
+                co += r.evidence.co_counts(row) / np.sqrt(counts[row] * counts)
+            parts["neighbours"] = (co / max(1e-9, co.max()))[idx]
+        return [{c: round(float(r.weights.get(c, 0.0) * v[j]), 4) for c, v in parts.items()} for j in range(len(rows))]
+
+
+class AgentBackend:
+    """The real recommender behind the UI.
+
+    Args:
+        agent: a `recagent.agent.agent.Agent` (models loaded).
+        dataset: its data set (users for the picker, images, titles).
+    """
+
+    name = "agent"
+
+    def __init__(self, agent, dataset):
+        self.agent = agent
+        self.ds = dataset
+        self.catalog = dataset.catalog
+        self.recorder = agent.ranker if isinstance(agent.ranker, ChannelRecorder) else None
+        paths = self.catalog.items["image_path"].dropna()
+        self.media_dirs = sorted({str(Path(p).parent) for p in paths})
+
+    @classmethod
+    def from_config(cls, cfg, dataset: str | None = None, run: str | None = None,
+                    log_fn: Callable[[str], None] | None = None) -> "AgentBackend":
+        """Load the data set and build the agent once (LLM, text encoder, item embeddings).
+
+        Args:
+            cfg: the resolved config.
+            dataset: data set name (default ``cfg.data.dataset``).
+            run: a run directory whose ``config.toml`` (written by every command) is used instead of ``cfg``.
+            log_fn: progress messages.
+        """
+        from recagent.agent.ranker import SimpleRanker
+        from recagent.agent.service import build_agent
+        from recagent.data import load_dataset
+
+        say = log_fn or log.info
+        if run:
+            cfg = _run_config(run, cfg)
+        ds = load_dataset(cfg, dataset, log_fn=say)
+        say(f"loading the agent for {ds.name} (LLM {cfg.models.llm}, encoder {cfg.models.text_encoder}) ...")
+        ranker = ChannelRecorder(SimpleRanker.from_config(cfg, ds))
+        return cls(build_agent(cfg, ds, ranker=ranker), ds)
+
+    # -- ChatBackend -----------------------------------------------------------------------
+    def users(self) -> list[tuple[str, str]]:
+        counts = self.ds.interactions.df["user_id"].value_counts()
+        attrs = self.ds.users.set_index("user_id") if self.ds.users is not None and "user_id" in self.ds.users else None
+        out = []
+        for uid in self.ds.user_ids:
+            extra = ""
+            if attrs is not None and uid in attrs.index:
+                vals = [str(v) for v in attrs.loc[uid].tolist()[:3] if v is not None and str(v) not in ("", "nan", "<NA>")]
+                extra = f" · {' '.join(vals)}" if vals else ""
+            out.append((str(uid), f"user {uid}{extra} · {int(counts.get(uid, 0))} ratings"))
+        return out
+
+    def examples(self) -> list[str]:
+        from recagent.ui.render import example_prompts
+
+        counts = self.ds.interactions.df["item_id"].value_counts()
+        top = [self.catalog.title(i) for i in counts.index[:1]]
+        return example_prompts(self.catalog.category_vocabulary, top)
+
+    def new_session(self, user_id: str | None) -> dict:
+        return self.agent.new_session(user_id).to_dict()
+
+    def profile(self, state: dict) -> ProfileView:
+        p = state.get("profile") or {}
+        who = f"User {state['user_id']}" if state.get("user_id") else "New user"
+        if p.get("prose"):
+            summary = f"{who}: {p['prose']}"
+        elif p.get("liked_categories"):
+            summary = f"{who}: enjoys {', '.join(c for c, _ in p['liked_categories'][:3])}."
+        else:
+            summary = f"{who}: no preferences yet; tell me what you like or name a title you loved."
+        titles = [self.catalog.title(i) for i in state.get("likes", []) if i in self.catalog.index]
+        favourites = [t for t in p.get("exemplars", []) if t not in titles]
+        return ProfileView(summary=summary, likes=(favourites + titles)[-10:],
+                           dislikes=[self.catalog.title(i) for i in state.get("dislikes", []) if i in self.catalog.index],
+                           constraints=constraint_chips(state.get("constraints", {})))
+
+    def respond_stream(self, state: dict, message: str) -> Iterator[TurnUpdate]:
+        from recagent.agent.dialogue import SessionState
+
+        session = SessionState.from_dict(copy.deepcopy(state))
+        stream = self.agent.respond_stream(session, message)
+        text = ""
+        try:
+            for piece in stream:
+                text += piece
+                yield TurnUpdate(text=text)
+        finally:
+            query = self.recorder.pop_query(session) if self.recorder else None
+        reply = stream.reply
+        if reply is None:
+            raise RecagentError("the agent stopped before finishing its reply; send the message again.")
+        new = session.to_dict()
+        yield TurnUpdate(text=reply.text, done=True, cards=self._cards(session, query, reply.items),
+                         profile=self.profile(new), state=new)
+
+    def feedback(self, state: dict, item_id: str, kind: str) -> dict:
+        from recagent.agent.dialogue import Feedback, Parsed, SessionState
+        from recagent.agent.profile import conversation_profile
+
+        if kind not in FEEDBACK_KINDS:
+            raise RecagentError(f"feedback kind '{kind}' is unknown; use one of {', '.join(FEEDBACK_KINDS)}.")
+        if str(item_id) not in self.catalog.index:
+            raise RecagentError(f"item '{item_id}' is not in the catalog; feedback applies to shown items.")
+        session = SessionState.from_dict(copy.deepcopy(state))
+        turn = session.turn
+        session.apply(Parsed(feedback=[Feedback(kind, str(item_id))]))
+        session.turn = turn  # a click is not a conversational turn
+        if session.user_id is None and (session.likes or session.dislikes):
+            idx = self.catalog.index
+            session.profile = conversation_profile(self.agent.profiles, [idx[i] for i in session.likes if i in idx],
+                                                   [idx[i] for i in session.dislikes if i in idx]).to_dict()
+        return session.to_dict()
+
+    def remove_constraint(self, state: dict, key: str) -> dict:
+        state = copy.deepcopy(state)
+        state["constraints"] = drop_constraint(state.get("constraints", {}), key)
+        return state
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _cards(self, session, query: str | None, items) -> list[Card]:
+        rows = [self.catalog.index[it.item_id] for it in items]
+        try:
+            channels = self.recorder.channels(session, query, rows) if self.recorder else None
+        except Exception:  # the breakdown is a nicety; never lose a reply over it
+            log.warning("channel breakdown failed; showing the top channel only", exc_info=True)
+            channels = None
+        cards = []
+        for j, it in enumerate(items):
+            rec = self.catalog.row(rows[j])
+            scores = channels[j] if channels else {}
+            scores = {**scores, "score": float(it.score)} if scores else {it.channel: float(it.score)}
+            cards.append(Card(item_id=it.item_id, title=it.title, year=it.year, categories=list(it.categories),
+                              image_path=rec.get("image_path"), reason=it.reason, scores=scores))
+        return cards
+
+
+def _run_config(run: str, cfg):
+    from recagent.config import load_config
+
+    path = Path(run).expanduser() / "config.toml"
+    if not path.is_file():
+        raise ConfigError(f"--run {run}: no config.toml in that folder; pass a directory written by a recagent command.")
+    return load_config(path, overrides=[f"paths.cache_dir={cfg.paths.cache}"])
