@@ -2,8 +2,8 @@
 send a message, wait for cards, like one, see the profile change; two browsers stay separate;
 stop a long reply; errors show as messages; image and text-only cards.
 
-Screenshots go to the test's tmp dir; with RECAGENT_SAVE_SCREENSHOT=1 the main one is also
-copied to docs/screenshot.png (the README's picture).
+Screenshots go to the test's tmp dir; with RECAGENT_SAVE_SCREENSHOT=1 the real agent's one
+(``model`` tier) is also copied to docs/screenshot.png (the README's picture).
 """
 
 from __future__ import annotations
@@ -125,9 +125,6 @@ def test_chat_cards_like_updates_profile(browser, ml_server, tmp_path):
     shot = tmp_path / "chat.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
-    if os.environ.get("RECAGENT_SAVE_SCREENSHOT") == "1":
-        DOCS_SHOT.parent.mkdir(exist_ok=True)
-        shutil.copyfile(shot, DOCS_SHOT)
 
     page.click("#ra-chip-1")  # remove "no Horror"
     page.wait_for_selector("#ra-chip-2", state="hidden", timeout=WAIT_MS)
@@ -204,4 +201,40 @@ def test_empty_message_shows_an_error_not_a_traceback(browser, slow_server):
     _send(page, "   ")
     page.get_by_text("Type a message first").first.wait_for(timeout=WAIT_MS)
     assert "Traceback" not in page.content()
+    ctx.close()
+
+
+@pytest.fixture(scope="module")
+def real_server(cfg):
+    """The production app: the real agent (LLM + text encoder) on ML-100K."""
+    from recagent.ui.serve import free_port, serve
+
+    srv = serve(cfg, "ml-100k", port=free_port(), block=False, log_fn=lambda m: None)
+    yield srv
+    srv.close()
+
+
+@pytest.mark.model
+def test_real_agent_chat_like_and_screenshot(browser, real_server, tmp_path):
+    ctx, page = _open(browser, real_server.url)
+    _send(page, "I loved Star Wars, something funny from the 80s, no horror")
+    page.wait_for_selector("#ra-slot-0 .ra-card", timeout=300_000)  # LLM reasons: ~30 s on 2 busy cores
+    titles = page.locator(".ra-slot .ra-title").all_inner_texts()
+    catalog_titles = set(real_server.backend.catalog.items["title"])
+    assert titles and all(t in catalog_titles for t in titles), "every card is a catalog item"
+    cats = page.locator(".ra-slot .ra-chips").all_inner_texts()
+    assert all("Horror" not in c for c in cats)
+    assert "Star Wars" in _profile(page)
+    page.click("#ra-like-1")
+    page.wait_for_function("(t) => document.querySelector('#ra-profile').innerText.includes(t)", arg=titles[1],
+                           timeout=WAIT_MS)
+    page.locator("#ra-slot-0").get_by_text("Why this?").click()
+    page.wait_for_selector("#ra-slot-0 .ra-why-row", state="visible", timeout=WAIT_MS)
+    assert page.locator("#ra-slot-0 .ra-why-row").count() >= 2, "several ranker channels behind 'why this?'"
+    shot = tmp_path / "chat-real.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("RECAGENT_SAVE_SCREENSHOT") == "1":
+        DOCS_SHOT.parent.mkdir(exist_ok=True)
+        shutil.copyfile(shot, DOCS_SHOT)
     ctx.close()
