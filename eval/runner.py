@@ -197,7 +197,7 @@ def _fusion(cfg, split, tr, trv, items, fitted, text_emb, users, ev, log):
 
     rc = cfg.ranking
     params = dict(hidden=rc.fusion_hidden, epochs=rc.fusion_epochs, patience=rc.fusion_patience,
-                  recency_days=rc.recency_days, seed=rc.seed)
+                  recency_days=rc.recency_days, members=rc.fusion_members, seed=rc.seed)
     base = {k: v for k, v in fitted.items() if k in ("ease", "itemknn", "bpr", "sasrec")}
     full = FusionRanker(**params)
     full.items_ = np.asarray(items)
@@ -216,7 +216,7 @@ def _fusion(cfg, split, tr, trv, items, fitted, text_emb, users, ev, log):
         sets.update({f"only {c}": [c] for c in avail})
         sets.update({f"all - {c}": [x for x in avail if x != c] for c in avail})
         for label, chans in sets.items():
-            f = FusionRanker(channels=chans, **params)
+            f = FusionRanker(channels=chans, **{**params, "members": 1})  # one net per row (time)
             f.items_, f.src, f.train_ = full.items_, full.src, tr
             f._fit(tr, split.valid, items=items, features=feats)
             r = ev(lambda ub, f=f: _score_from(f, users, test_X, ub))

@@ -27,5 +27,6 @@ class RankingConfig:
     fusion_hidden: int = opt(16, "fusion gate / MLP hidden units")
     fusion_epochs: int = opt(100, "fusion max epochs (early stopping on held-out valid users)")
     fusion_patience: int = opt(8, "fusion epochs without held-out NDCG@10 gain before stopping")
+    fusion_members: int = opt(3, "fusion ensemble size (each member stops on a different 20 % of valid users)")
     recency_days: float = opt(14.0, "window of the fusion recency channel (interactions in the days before the user's last)")
     ablations: bool = opt(True, "eval: also train fusion on each channel alone and on all-but-one")

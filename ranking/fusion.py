@@ -50,6 +50,8 @@ class FusionRanker(Recommender):
         recency_days: window of the recency channel.
         extra_weights: fixed weights of chat-only features (``query``: z-scored query
             similarity, ``constraint``: 0/1 match), used by ``rank``.
+        members: nets in the ensemble; member k holds out a different random 20 % of the valid
+            users (seed + k) and the scores are averaged (lower variance, all users used).
         seed: seed of the user split and of torch.
     """
 
@@ -58,11 +60,12 @@ class FusionRanker(Recommender):
     def __init__(self, channels: list | None = None, hidden: int = 16, mlp: bool = True, lr: float = 5e-3,
                  weight_decay: float = 1e-5, epochs: int = 100, patience: int = 8, holdout: float = 0.2,
                  batch_users: int = 64, recency_days: float = 14.0, extra_weights: dict | None = None,
-                 seed: int = 2020, **kw: Any):
+                 members: int = 3, seed: int = 2020, **kw: Any):
         super().__init__(channels=list(channels or DEFAULT_CHANNELS), hidden=hidden, mlp=mlp, lr=lr,
                          weight_decay=weight_decay, epochs=epochs, patience=patience, holdout=holdout,
                          batch_users=batch_users, recency_days=recency_days,
-                         extra_weights=dict(extra_weights or {"query": 1.0, "constraint": 3.0}), seed=seed, **kw)
+                         extra_weights=dict(extra_weights or {"query": 1.0, "constraint": 3.0}), members=members,
+                         seed=seed, **kw)
         unknown = [c for c in self.params["channels"] if c not in CHANNELS]
         if unknown:
             from recagent.errors import ConfigError
@@ -97,13 +100,20 @@ class FusionRanker(Recommender):
             features = self.training_features(train, valid)
         X, M, ctx, cand, targets = features
         sel_f, sel_c = self._select(len(M[0, 0]) if M.ndim == 3 else 0)
-        rng = np.random.default_rng(self.params["seed"])
-        n = len(X)
-        perm = rng.permutation(n)
-        n_val = max(1, int(round(self.params["holdout"] * n))) if n > 1 else 0
-        val_rows, tr_rows = perm[:n_val], perm[n_val:] if n > 1 else perm
-        self.net, info = train_fusion(X[:, :, sel_f], M[:, :, sel_c], ctx[:, [0] + [1 + c for c in sel_c]], cand, targets,
-                                      tr_rows, val_rows, self.params, log)
+        nets, infos = [], []
+        for k in range(max(1, int(self.params["members"]))):
+            rng = np.random.default_rng(self.params["seed"] + k)
+            n = len(X)
+            perm = rng.permutation(n)
+            n_val = max(1, int(round(self.params["holdout"] * n))) if n > 1 else 0
+            val_rows, tr_rows = perm[:n_val], perm[n_val:] if n > 1 else perm
+            net, info = train_fusion(X[:, :, sel_f], M[:, :, sel_c], ctx[:, [0] + [1 + c for c in sel_c]], cand, targets,
+                                     tr_rows, val_rows, {**self.params, "seed": self.params["seed"] + k}, log)
+            nets.append(net)
+            infos.append(info)
+        self.net = _ensemble(nets)
+        info = {"members": len(nets), "best_epochs": [i.get("best_epoch") for i in infos],
+                "holdout_ndcg10": round(float(np.mean([i.get("holdout_ndcg10", np.nan) for i in infos])), 4)}
         self.info.update(info, fit_seconds=round(time.time() - t0, 1))
 
     def training_features(self, train: History, valid: Any) -> tuple:
@@ -203,7 +213,7 @@ class FusionRanker(Recommender):
     def gate_weights(self) -> dict[str, float]:
         """Mean learned weight of each feature (``<channel>:z`` / ``<channel>:rank``) at the base
         of the gate (interpretation aid; the per-user gate adds to these)."""
-        base = self.net.base.detach().numpy()
+        base = np.mean([m.base.detach().numpy() for m in self.net.members], axis=0)
         ch = self.params["channels"]
         names = [f"{c}:z" for c in ch] + [f"{c}:rank" for c in ch]
         return {n: round(float(v), 4) for n, v in zip(names, base)}
@@ -236,7 +246,8 @@ class FusionRanker(Recommender):
         self.src = FeatureSources(models, state.get("text_emb"), state.get("image_emb"), state.get("has_image"),
                                   self.train_.frame, self.params["recency_days"], self.train_.n_items)
         _, sc = self._select(0)
-        self.net = _net(len(sc), self.params["hidden"], self.params["mlp"])
+        self.net = _ensemble([_net(len(sc), self.params["hidden"], self.params["mlp"])
+                              for _ in range(max(1, int(self.params["members"])))])
         self.net.load_state_dict(torch.load(Path(directory) / "net.pt", weights_only=True))
 
 
@@ -357,3 +368,19 @@ def _net(n_channels: int, hidden: int, mlp: bool):
             return s
 
     return FusionNet()
+
+
+def _ensemble(nets: list):
+    """Average of the members' scores (a module, so one state_dict saves them all)."""
+    import torch
+    from torch import nn
+
+    class Ensemble(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.members = nn.ModuleList(nets)
+
+        def forward(self, x, m, ctx):
+            return torch.stack([net(x, m, ctx) for net in self.members]).mean(0)
+
+    return Ensemble().eval()

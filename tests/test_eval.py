@@ -13,7 +13,7 @@ from recagent.retrieval.encoders import HashEncoder
 
 @pytest.fixture
 def fast_cfg(cfg, tmp_path):
-    return (cfg.replace("ranking", ease_grid=[1.0, 10.0], itemknn_grid=[5], bpr_epochs=5, epochs=2, fusion_epochs=3,
+    return (cfg.replace("ranking", ease_grid=[1.0, 10.0], itemknn_grid=[5], bpr_epochs=5, epochs=2, fusion_epochs=3, fusion_members=2,
                         sasrec_dim=8, sasrec_max_len=5)
                .replace("eval", bootstrap=50)
                .replace("paths", runs_dir=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache")))
