@@ -89,6 +89,20 @@ class Filters:
         return str(meta.get("item_id", "")) not in self.exclude_ids
 
 
+    def accepts_cached(self, item_id: str, meta: tuple[frozenset, int | None] | None) -> bool:
+        """``accepts`` on the index's cached ``(categories, year)`` of an item (None: unknown item)."""
+        if meta is None or item_id in self.exclude_ids:
+            return False
+        cats, year = meta
+        if self.include_categories and not cats.intersection(self.include_categories):
+            return False
+        if self.exclude_categories and cats.intersection(self.exclude_categories):
+            return False
+        if self.year_min is not None and (year is None or year < self.year_min):
+            return False
+        return not (self.year_max is not None and (year is None or year > self.year_max))
+
+
 def merge_channels(per_channel: Sequence[list[Hit]], k: int) -> list[Hit]:
     """Interleave ranked lists rank by rank (scores of different encoders are not comparable),
     keeping each item once, under the channel that ranked it best."""

@@ -96,7 +96,10 @@ def test_category_and_year_filters_and_exclusions(tiny, tmp_path):
     assert [h.score for h in rest] == pytest.approx([h.score for h in everything[3:6]], abs=1e-5)  # ties may swap ids
 
 
-def test_filters_where_matches_python_semantics(tiny, tmp_path):
+@pytest.mark.parametrize("overfetch", [((100, 10), (1000, 50)), ((1, 1),), ()],
+                         ids=["post-filter", "post-filter-then-where", "chroma-where"])
+def test_filters_where_matches_python_semantics(tiny, tmp_path, monkeypatch, overfetch):
+    monkeypatch.setattr("recagent.retrieval.index._OVERFETCH", overfetch)
     index = _open(tmp_path)
     index.build(tiny)
     metas = {r["item_id"]: {"item_id": r["item_id"], "categories": r["categories"], "year": r["year"]}
