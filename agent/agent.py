@@ -86,7 +86,8 @@ class Agent:
         self.ranker = ranker or SimpleRanker(dataset, like_threshold=s.like_threshold)
         self.evidence = getattr(self.ranker, "evidence", None) or Evidence(dataset, s.like_threshold)
         self.embeddings = item_embeddings if item_embeddings is not None else getattr(self.ranker, "emb", None)
-        self.explainer = Explainer(llm if s.explain_with_llm else None, self.verifier, s.explain_max_new_tokens)
+        self.explainer = Explainer(llm if s.explain_with_llm else None, self.verifier, s.explain_max_new_tokens,
+                                   s.llm_explain_top)
         self.profiles = ProfileSummarizer(dataset, llm if s.profile_with_llm else None, self.verifier, s.like_threshold,
                                           s.dislike_threshold, s.exemplars, s.recent_window, s.profile_max_new_tokens)
 

@@ -16,6 +16,8 @@ class AgentConfig:
     max_message_chars: int = opt(2000, "longer user messages are refused")
     explain_max_new_tokens: int = opt(40, "token budget of one explanation (1-2 sentences; ~3 s at 14 tok/s on 2 cores)")
     profile_max_new_tokens: int = opt(60, "token budget of the profile prose (2-3 sentences)")
+    llm_explain_top: int = opt(5, "items per turn whose reasons the LLM writes (best first); the rest get template reasons. "
+                                  "5 LLM reasons take ~8 s on 2 busy cores, 2 take ~4 s")
     explain_with_llm: bool = opt(True, "false = template reasons only (no LLM call; fastest)")
     profile_with_llm: bool = opt(True, "false = template profile prose only")
     like_threshold: float = opt(4.0, "ratings >= this count as liked in profiles, co-liked evidence and neighbours")

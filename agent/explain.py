@@ -183,10 +183,11 @@ class Explainer:
         llm: any `LLM`; None = template sentences only.
         verifier: the grounding checker.
         max_new_tokens: budget per explanation.
+        llm_top: only the first N sheets get LLM text (the rest templates); None = all.
     """
 
-    def __init__(self, llm: LLM | None, verifier: Verifier, max_new_tokens: int = 40):
-        self.llm, self.verifier, self.max_new_tokens = llm, verifier, max_new_tokens
+    def __init__(self, llm: LLM | None, verifier: Verifier, max_new_tokens: int = 40, llm_top: int | None = None):
+        self.llm, self.verifier, self.max_new_tokens, self.llm_top = llm, verifier, max_new_tokens, llm_top
 
     def explain(self, sheets: Sequence[FactSheet], request: str | None = None) -> list[Explanation]:
         """One `Explanation` per sheet, in order.
@@ -196,8 +197,12 @@ class Explainer:
         """
         if not sheets:
             return []
-        if self.llm is None:
+        top = len(sheets) if self.llm_top is None else max(0, self.llm_top)
+        if self.llm is None or top == 0:
             return [Explanation(template_sentence(s), "template", False) for s in sheets]
+        if top < len(sheets):
+            rest = [Explanation(template_sentence(s), "template", False) for s in sheets[top:]]
+            return self.explain(sheets[:top], request) + rest
         first = self.llm.generate_batch([self.prompt(s, request) for s in sheets], self.max_new_tokens)
         out: list[Explanation | None] = [None] * len(sheets)
         retry = []

@@ -7,6 +7,7 @@ A prompt is either a plain string (one user message) or a list of chat messages
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -126,6 +127,13 @@ class HFModel:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._lock = threading.Lock()  # one generate at a time: the model is shared
+        self._prefixes: dict[tuple, Any] = {}
+        self.min_prefix = 32  # shorter shared prefixes are not worth a cache
+        import inspect
+
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        # transformers 5 renamed `past_key_values` to `cache`
+        self._cache_kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
     @classmethod
     def from_config(cls, cfg: Any) -> "HFModel":
@@ -159,16 +167,51 @@ class HFModel:
 
     def generate_batch(self, prompts: Sequence[Prompt], max_new_tokens: int | None = None,
                        temperature: float | None = None) -> list[str]:
-        """Left-padded batched generation; returns the new text of each prompt, stripped."""
+        """Batched generation; returns the new text of each prompt, stripped.
+
+        Prompts that share a long token prefix (the system prompt and few-shot examples of one
+        turn's explanations) reuse that prefix's key/value cache, computed once per process:
+        rows are laid out as [prefix][padding][rest] with the padding masked, so the output is
+        the same as without the cache, and the prefix is never recomputed.
+        """
         if not prompts:
             return []
-        texts = [self._text(p) for p in prompts]
-        with self._lock, self._torch.inference_mode():
-            enc = self.tokenizer(texts, return_tensors="pt", padding=True, padding_side="left",
-                                 add_special_tokens=False).to(self.device)
-            out = self.model.generate(**enc, **self._gen_kwargs(max_new_tokens, temperature))
+        ids = [self.tokenizer(self._text(p), add_special_tokens=False)["input_ids"] for p in prompts]
+        kw = self._gen_kwargs(max_new_tokens, temperature)
+        torch = self._torch
+        n = _common_prefix(ids)
+        with self._lock, torch.inference_mode():
+            if n >= self.min_prefix:
+                cache = self._prefix_cache(tuple(ids[0][:n]))
+                rest = [x[n:] for x in ids]
+                width = max(len(r) for r in rest)
+                pad = self.tokenizer.pad_token_id
+                rows = [ids[0][:n] + [pad] * (width - len(r)) + r for r in rest]
+                mask = [[1] * n + [0] * (width - len(r)) + [1] * len(r) for r in rest]
+                past = copy.deepcopy(cache)
+                if len(rows) > 1:
+                    past.batch_repeat_interleave(len(rows))
+                enc = {"input_ids": torch.tensor(rows, device=self.device),
+                       "attention_mask": torch.tensor(mask, device=self.device)}
+                out = self.model.generate(**enc, **{self._cache_kw: past}, **kw)
+            else:
+                enc = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt", padding_side="left").to(self.device)
+                out = self.model.generate(**enc, **kw)
         new = out[:, enc["input_ids"].shape[1]:]
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+    def _prefix_cache(self, prefix: tuple):
+        """The key/value cache of a token prefix (a few recent prefixes are kept)."""
+        from transformers import DynamicCache
+
+        if prefix not in self._prefixes:
+            cache = DynamicCache()
+            self.model(input_ids=self._torch.tensor([list(prefix)], device=self.device), use_cache=True,
+                       **{self._cache_kw: cache})
+            self._prefixes[prefix] = cache
+            while len(self._prefixes) > 4:
+                self._prefixes.pop(next(iter(self._prefixes)))
+        return self._prefixes[prefix]
 
     def stream(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float | None = None) -> Iterator[str]:
         """Text pieces as they are generated (a background thread runs ``generate``)."""
@@ -196,6 +239,18 @@ class HFModel:
         thread.join()
         if errors:
             raise errors[0]
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    """Length of the longest common token prefix, leaving each sequence at least one token."""
+    n = min(len(x) for x in seqs) - 1
+    first = seqs[0]
+    for x in seqs[1:]:
+        i = 0
+        while i < n and x[i] == first[i]:
+            i += 1
+        n = i
+    return max(n, 0)
 
 
 class _Deadline:

@@ -156,3 +156,11 @@ def test_profile_prose_from_llm_is_verified(tiny, verifier):
     assert p.prose_source == "template" and "Love in Paris" not in p.prose
     # the prompt carries facets only, never raw history rows
     assert "Likes: Sci-Fi" in bad.llm.calls[0][-1]["content"]
+
+
+def test_llm_top_limits_llm_reasons(tiny, verifier):
+    idx = tiny.item_index
+    sheets = build_fact_sheets(tiny.catalog, [(idx[i], "query") for i in ("i1", "i2", "i7")], [], None)
+    llm = FakeLLM(default="A Sci-Fi pick.")
+    out = Explainer(llm, verifier, 20, llm_top=1).explain(sheets)
+    assert [o.source for o in out] == ["llm", "template", "template"] and len(llm.calls) == 1

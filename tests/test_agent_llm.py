@@ -60,6 +60,20 @@ def test_hf_model_batch_matches_single_and_is_deterministic(tiny_llama):
     assert "".join(m.stream(prompts[0])).strip() == single[0]
 
 
+def test_shared_prefix_cache_gives_the_same_output(tiny_llama):
+    from recagent.agent.llm import HFModel
+
+    m = HFModel(str(tiny_llama), max_new_tokens=6)
+    system = {"role": "system", "content": "You explain movie picks. " * 12}   # a long shared prefix
+    prompts = [[system, {"role": "user", "content": q}] for q in ("Toy Story", "A much longer question here", "Fargo")]
+    m.min_prefix = 10**9
+    plain = m.generate_batch(prompts)
+    m.min_prefix = 32
+    cached = m.generate_batch(prompts)
+    assert len(m._prefixes) == 1 and cached == plain
+    assert m.generate_batch(prompts) == plain                # the stored prefix is reused unchanged
+
+
 def test_hf_model_stops_at_the_token_and_time_budgets(tiny_llama):
     from recagent.agent.llm import HFModel
 
