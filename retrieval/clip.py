@@ -73,12 +73,19 @@ class ClipEncoder(BaseEncoder):
         if arch not in open_clip.list_models():
             raise ModelError(f"models.clip_model: unknown open_clip architecture '{arch}'; pick one of "
                              f"open_clip.list_models() (e.g. ViT-B-32) or put 'model_cfg' in the checkpoint.")
+        # open_clip warns "initialized randomly" before we load the checkpoint's weights ourselves
+        quiet = _DropMessage("No pretrained weights loaded") if checkpoint else None
+        if quiet:
+            logging.getLogger().addFilter(quiet)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 arch, pretrained=None if checkpoint else (pretrained or None), device=self.device, pretrained_text=False)
         except RuntimeError as exc:
             raise ModelError(f"models.clip_pretrained: could not load '{pretrained}' for {arch} ({exc}); "
                              f"check the tag with open_clip.list_pretrained() or use a local checkpoint.") from None
+        finally:
+            if quiet:
+                logging.getLogger().removeFilter(quiet)
         if state_dict is not None:
             try:
                 model.load_state_dict(state_dict)
@@ -116,6 +123,15 @@ class ClipEncoder(BaseEncoder):
         with self._torch.inference_mode():
             batch = self._torch.stack([self.preprocess(open_image(im)) for im in images]).to(self.device)
             return self.model.encode_image(batch).float().cpu().numpy()
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
 
 
 def open_image(image: Any):
