@@ -137,7 +137,7 @@ class Agent:
         head = self._header(session, parsed, len(cands), notes)
         yield head
         history = self.history_rows(session)
-        liked_in_log = set(history) if session.user_id is not None else set()
+        liked_in_log = set(self.history_rows(SessionState(user_id=session.user_id))) if session.user_id else set()
         sheets = build_fact_sheets(self.ds.catalog, [(c.item_idx, c.channel) for c in cands], history, self.evidence,
                                    self.embeddings, s.history_neighbours, liked_in_log)
         request = parsed.free_text if s.request_in_prompt and parsed.free_text else None
