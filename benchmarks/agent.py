@@ -83,8 +83,10 @@ def main(argv: list[str] | None = None) -> dict:
         if args.device == "cpu" and args.pairs:
             out["grounding"] = grounding(train, ranker, llm, cfg, args, rng)
             out["grounding"]["device"] = "cpu"
-        agent = Agent(train, llm=llm, ranker=ranker, settings=cfg.agent)
-        out["latency"] = latency(agent, args)
+        out["latency"] = {}
+        for top in (5, 2):
+            agent = Agent(train, llm=llm, ranker=ranker, settings=dataclasses.replace(cfg.agent, llm_explain_top=top))
+            out["latency"][f"llm_reasons_{top}_of_5"] = latency(agent, args)
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(out, indent=2))
     return out
