@@ -146,7 +146,7 @@ class Agent:
         for pos, (cand, sheet, exp) in enumerate(zip(cands, sheets, explanations), 1):
             reason, source = exp.text, exp.source
             allowed = sheet.facts().titles | set(history)
-            if [i for i in self.verifier.named_items(reason) if i not in allowed] or self.verifier.unknown_quoted(reason):
+            if self.verifier.outside(reason, allowed) or self.verifier.unknown_quoted(reason):
                 reason, source = template_sentence(sheet), "template"  # final check, whatever produced it
             year = f" ({sheet.year})" if sheet.year else ""
             line = f"{pos}. {sheet.title}{year} — {reason}"

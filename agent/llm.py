@@ -221,6 +221,8 @@ class HFModel:
                                         timeout=self.max_seconds + 30)
         enc = self.tokenizer([self._text(prompt)], return_tensors="pt", add_special_tokens=False).to(self.device)
         kwargs = {**enc, **self._gen_kwargs(max_new_tokens, temperature), "streamer": streamer}
+        stop = threading.Event()  # set when the caller stops reading: generation ends at the next token
+        kwargs["stopping_criteria"][0].stop = stop
         errors: list[BaseException] = []
 
         def work() -> None:
@@ -233,10 +235,13 @@ class HFModel:
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        for piece in streamer:
-            if piece:
-                yield piece
-        thread.join()
+        try:
+            for piece in streamer:
+                if piece:
+                    yield piece
+        finally:
+            stop.set()
+            thread.join()
         if errors:
             raise errors[0]
 
@@ -258,11 +263,12 @@ class _Deadline:
 
     def __init__(self, deadline: float):
         self.deadline = deadline
+        self.stop: threading.Event | None = None
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
-        done = time.monotonic() >= self.deadline
+        done = time.monotonic() >= self.deadline or (self.stop is not None and self.stop.is_set())
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 

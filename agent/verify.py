@@ -63,6 +63,11 @@ class Verifier:
                 rows.append(hit.idx)
         return rows
 
+    def outside(self, text: str, allowed: set[int]) -> list[int]:
+        """Catalog rows a text names that are not in ``allowed`` (duplicate titles count as one)."""
+        canon = {self.vocab.canonical(i) for i in allowed}
+        return [i for i in self.named_items(text) if self.vocab.canonical(i) not in canon]
+
     def unknown_quoted(self, text: str) -> list[str]:
         """Quoted spans that are not catalog titles (an invented title, or a quote of something)."""
         return [m.group(1) for m in _QUOTED.finditer(text) if self.vocab.match(m.group(1)) is None]
@@ -79,8 +84,9 @@ class Verifier:
         for phrase in facts.forbidden:
             if phrase.lower() in low:
                 problems.append(f"copies example phrase '{phrase}'")
+        allowed = {self.vocab.canonical(i) for i in facts.titles}
         for idx in self.named_items(t):
-            if idx not in facts.titles:
+            if self.vocab.canonical(idx) not in allowed:
                 problems.append(f"names '{self.vocab.titles[idx]}', not in the facts")
         for q in self.unknown_quoted(t):
             problems.append(f"quotes '{q}', which is not a catalog title")
@@ -118,6 +124,6 @@ def strip_unknown_titles(text: str, verifier: Verifier, allowed: set[int]) -> st
     """Last line of defence: drop every sentence that names a title outside ``allowed`` or quotes
     a non-title. Used on the final reply; templates never trip it."""
     sentences = re.split(r"(?<=[.!?])\s+", text)
-    keep = [s for s in sentences
-            if not [i for i in verifier.named_items(s) if i not in allowed] and not verifier.unknown_quoted(s)]
+    canon = {verifier.vocab.canonical(i) for i in allowed}
+    keep = [s for s in sentences if not verifier.outside(s, canon) and not verifier.unknown_quoted(s)]
     return " ".join(keep)

@@ -125,6 +125,11 @@ class CatalogVocab:
             out.append((self.category_words[w], m.start(), m.end()))
         return out
 
+    def canonical(self, idx: int) -> int:
+        """The first row with the same normalised title (catalogs repeat titles: ML-100K lists
+        'Chasing Amy' twice), so a title names the same thing whichever row it came from."""
+        return self.exact.get(norm_title(self.titles[int(idx)]), int(idx))
+
     def match(self, phrase: str, threshold: float | None = None) -> TitleHit | None:
         """The best catalog title for a phrase (exact normalised form first, then fuzzy)."""
         from rapidfuzz import fuzz, process
@@ -175,7 +180,7 @@ class CatalogVocab:
                 if len(key.split()) == 1 and n == 1 and (not first[:1].isupper() or _sentence_start(text, start) or len(key) < 4
                                or key in self.category_words):
                     continue
-                if len(key.split()) == 1 and n > 1 and not re.match(r"(?i)the\s", span):
+                if len(key.split()) == 1 and n > 1 and (not re.match(r"(?i)the\s", span) or not re.search("[a-z]", key)):
                     continue
                 found = TitleHit(self.exact[key], span, 100.0)
                 i += n

@@ -126,8 +126,7 @@ def grounding(train, ranker, llm, cfg, args, rng) -> dict:
                 key = p.split("'")[0].split(" not")[0].strip()
                 problems[key] = problems.get(key, 0) + 1
             allowed = sheet.facts().titles | set(liked)
-            named = ver.named_items(e.text)
-            if ver.unknown_quoted(e.text) or [i for i in named if i not in allowed]:
+            if ver.unknown_quoted(e.text) or ver.outside(e.text, allowed):
                 halluc += 1
     return {"pairs": n, "grounded_rate": round(first_ok / max(1, n), 3),
             "hallucinated_title_rate_after_fallback": round(halluc / max(1, n), 4),

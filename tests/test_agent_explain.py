@@ -164,3 +164,21 @@ def test_llm_top_limits_llm_reasons(tiny, verifier):
     llm = FakeLLM(default="A Sci-Fi pick.")
     out = Explainer(llm, verifier, 20, llm_top=1).explain(sheets)
     assert [o.source for o in out] == ["llm", "template", "template"] and len(llm.calls) == 1
+
+
+def test_duplicate_catalog_titles_count_as_one(ml100k):
+    """Regression: ML-100K lists 'Chasing Amy' twice (items 246 and 268); naming it when the
+    fact sheet holds the second row was flagged as an ungrounded title."""
+    ver = Verifier(CatalogVocab(ml100k.catalog))
+    rows = [i for i, t in enumerate(ml100k.catalog.items["title"]) if t == "Chasing Amy"]
+    assert len(rows) == 2
+    facts = Facts(titles={rows[1]}, categories={"Drama"}, years=set())
+    assert ver.check('A Drama pick like "Chasing Amy", which you liked.', facts).ok
+
+
+def test_counts_are_not_read_as_the_title_187(ml100k):
+    """Regression: 'of the 187 people' matched the movie '187' through the 'the <title>' rule."""
+    ver = Verifier(CatalogVocab(ml100k.catalog))
+    assert ver.named_items("74 of the 187 people who liked it also liked this.") == []
+    row = list(ml100k.catalog.items["title"]).index("187")
+    assert ver.named_items('I liked "187" a lot') == [row]   # quoted, it is still the title

@@ -84,6 +84,17 @@ def test_hf_model_stops_at_the_token_and_time_budgets(tiny_llama):
     assert len(m.tokenizer(short)["input_ids"]) <= 3
 
 
+def test_stream_closed_early_stops_generation(tiny_llama):
+    from recagent.agent.llm import HFModel
+
+    m = HFModel(str(tiny_llama), max_new_tokens=400)
+    gen = m.stream("Count to a thousand")
+    first = next(gen)
+    gen.close()                                  # the reader went away: the worker thread ends
+    assert first and m._lock.acquire(timeout=5)  # the model is free again
+    m._lock.release()
+
+
 def test_hf_model_missing_adapter_is_a_clear_error(tiny_llama, tmp_path):
     from recagent.agent.llm import HFModel
 
