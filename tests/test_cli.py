@@ -56,3 +56,20 @@ def test_unknown_dataset_is_one_line(cfg):
     p = cli("data", "info", "ml-1m", "--set", f"paths.cache_dir={cfg.paths.cache}")
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "unknown data set 'ml-1m'" in p.stderr
+
+
+def test_recommend_explain_gives_items_with_grounded_reasons(cfg, tmp_path):
+    p = cli("recommend", "--user", "42", "--k", "3", "--model", "ease", "--explain", "--json",
+            "--set", f"paths.cache_dir={cfg.paths.cache}", "--set", f"paths.runs_dir={tmp_path}",
+            "--set", "agent.explain_with_llm=false")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["user_id"] == "42" and len(d["items"]) == 3
+    from recagent.data import load_dataset
+
+    ds = load_dataset(cfg, "ml-100k")
+    seen = set(ds.history("42")["item_id"])
+    for it in d["items"]:
+        assert it["item_id"] in ds.item_index and it["item_id"] not in seen
+        assert it["title"] == ds.catalog.title(it["item_id"])
+        assert it["reason"] and str(ds.catalog.get(it["item_id"])["year"]) in it["reason"]

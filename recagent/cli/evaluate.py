@@ -81,8 +81,10 @@ def _write_recs(path: Path, ds, per_user, top, users) -> None:
 @click.option("--protocol", type=click.Choice(["A", "B", "a", "b"]), default="B", show_default=True,
               help="Which run's models to use (B: trained on all ratings).")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="Default: <runs>/<dataset>-<protocol>.")
+@click.option("--explain", is_flag=True, help="Add a grounded reason per item (the LLM, verified; templates with --set "
+              "agent.explain_with_llm=false).")
 @common_options
-def recommend_cmd(run: Run, dataset, user_id, k, model_name, protocol, run_dir) -> None:
+def recommend_cmd(run: Run, dataset, user_id, k, model_name, protocol, run_dir, explain) -> None:
     from recagent.data import load_dataset
     from recagent.errors import ConfigError
     from recagent.eval.runner import parse_models, run_eval
@@ -105,8 +107,17 @@ def recommend_cmd(run: Run, dataset, user_id, k, model_name, protocol, run_dir) 
     ids, scores = model.recommend(np.array([u]), k, history=full, items=model.info.get("items") or None)
     items = [{"rank": r + 1, "item_id": str(ds.item_ids[i]), "title": ds.catalog.title(ds.item_ids[i]),
               "score": round(float(s), 4)} for r, (i, s) in enumerate(zip(ids[0], scores[0])) if np.isfinite(s)]
+    columns = ["rank", "item_id", "title", "score"]
+    if explain:
+        from recagent.agent.service import explain_for_user
+
+        run.log(f"explaining {len(items)} items for user {user_id} ...")
+        reasons = explain_for_user(cfg, ds, str(user_id), [it["item_id"] for it in items], channel="cf")
+        for it, r in zip(items, reasons):
+            it["reason"] = r["reason"]
+        columns.append("reason")
     run.emit({"user_id": str(user_id), "model": model_name, "items": items},
-             lambda d: table(d["items"], ["rank", "item_id", "title", "score"]))
+             lambda d: table(d["items"], columns))
 
 
 import numpy as np  # noqa: E402  (light; used by recommend)
