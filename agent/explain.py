@@ -208,7 +208,7 @@ class Explainer:
         retry = []
         for i, (s, text) in enumerate(zip(sheets, first)):
             text = clean(text)
-            v = self.verifier.check(text, s.facts())
+            v = self._check(text, s)
             if v.ok:
                 out[i] = Explanation(text, "llm", True)
             else:
@@ -217,12 +217,23 @@ class Explainer:
             second = self.llm.generate_batch([self.retry_prompt(sheets[i]) for i, _ in retry], self.max_new_tokens)
             for (i, problems), text in zip(retry, second):
                 text = clean(text)
-                v = self.verifier.check(text, sheets[i].facts())
+                v = self._check(text, sheets[i])
                 if v.ok:
                     out[i] = Explanation(text, "llm-retry", False, problems)
                 else:
                     out[i] = Explanation(template_sentence(sheets[i]), "template", False, problems + v.problems)
         return [e for e in out if e is not None]
+
+    def _check(self, text: str, sheet: FactSheet):
+        """The verifier, plus: 'try "X"' must recommend the item itself, not a history title."""
+        v = self.verifier.check(text, sheet.facts())
+        m = re.search(r"\btry\s+[\"“]([^\"”]+)[\"”]", text, re.IGNORECASE)
+        if m:
+            hit = self.verifier.vocab.match(m.group(1))
+            if hit is None or self.verifier.vocab.canonical(hit.idx) != self.verifier.vocab.canonical(sheet.item_idx):
+                v.ok = False
+                v.problems.append(f"recommends '{m.group(1)}' instead of the item")
+        return v
 
     def prompt(self, sheet: FactSheet, request: str | None = None) -> list[dict]:
         """Few-shot chat prompt; user words appear only as an escaped quotation (data)."""
@@ -264,6 +275,9 @@ def clean(text: str) -> str:
     """At most two complete sentences, no chatty preamble, markdown or fact-sheet notation."""
     t = re.sub(r"[*_#`]+", "", (text or "")).strip()
     t = re.sub(r"\s*\((?:shares|same era|similar story)[^)]*\)", "", t)
+    t, cut = re.subn(r"\s*\((?:shares|same era|similar story)[^)]*$", "", t)  # unclosed: a fact line copied
+    if cut:
+        t = t.rstrip(",;: ") + "."
     t = re.sub(r"^(sure|certainly|of course|here(?:'s| is) (?:the|a|my) sentence)[,:!.]?\s*", "", t, flags=re.I)
     sentences = [x for x in re.split(r"(?<=[.!?])\s+", t) if x]
     if sentences and not re.search(r"[.!?][\"”')]*$", sentences[-1]):

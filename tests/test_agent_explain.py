@@ -182,3 +182,12 @@ def test_counts_are_not_read_as_the_title_187(ml100k):
     assert ver.named_items("74 of the 187 people who liked it also liked this.") == []
     row = list(ml100k.catalog.items["title"]).index("187")
     assert ver.named_items('I liked "187" a lot') == [row]   # quoted, it is still the title
+
+
+def test_try_must_name_the_item_not_the_history_title(sheet, verifier):
+    """Regression: SmolLM2 wrote 'Since you liked "A", try "A"' (grounded titles, wrong target)."""
+    nb = sheet.neighbours[0]["title"]
+    exp, _ = _explainer([f'Since you liked "{nb}", try "{nb}", a Sci-Fi.', "A Sci-Fi pick."], verifier)
+    out = exp.explain([sheet])
+    assert out[0].source == "llm-retry" and any("instead of the item" in p for p in out[0].problems)
+    assert clean('Try "X" (shares Comedy, Drama; same era.') == 'Try "X".'
