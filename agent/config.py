@@ -26,6 +26,8 @@ class AgentConfig:
     history_neighbours: int = opt(2, "closest history items shown in an explanation's fact sheet")
     exemplars: int = opt(3, "exemplar titles in a profile")
     recent_window: int = opt(20, "last N interactions that define a profile's recent drift")
+    ranker: str = opt("auto", "chat ranking: 'fusion' (ChromaDB index + trained FusionRanker; trains it on first use), "
+                              "'simple' (embeddings + co-likes, no training), 'auto' (fusion when a trained model is saved)")
     candidate_pool: int = opt(200, "items scored per turn by the default SimpleRanker before constraints")
     request_in_prompt: bool = opt(False, "quote the user's request (as data) in explanation prompts; off for small LLMs")
     http_timeout: float = opt(60.0, "seconds before a request to an OpenAI-compatible endpoint gives up")

@@ -13,7 +13,8 @@ log = logging.getLogger("recagent.agent")
 
 def build_agent(cfg: Any, dataset, llm=None, ranker=None, text_encoder: bool = True):
     """An `Agent` with the configured LLM (unless ``agent.explain_with_llm`` and
-    ``agent.profile_with_llm`` are both off) and the default `SimpleRanker`.
+    ``agent.profile_with_llm`` are both off) and the ranker ``agent.ranker`` selects
+    (`FusionCandidateRanker` over the index and the trained fusion model, or `SimpleRanker`).
 
     Args:
         cfg: the resolved config.
@@ -29,9 +30,30 @@ def build_agent(cfg: Any, dataset, llm=None, ranker=None, text_encoder: bool = T
     if llm is None and (cfg.agent.explain_with_llm or cfg.agent.profile_with_llm):
         llm = load_llm(cfg)
     if ranker is None:
-        ranker = SimpleRanker.from_config(cfg, dataset) if text_encoder else \
+        ranker = select_ranker(cfg, dataset) if text_encoder else \
             SimpleRanker(dataset, like_threshold=cfg.agent.like_threshold)
     return Agent(dataset, llm=llm, ranker=ranker, settings=cfg.agent)
+
+
+def select_ranker(cfg: Any, dataset):
+    """The chat's `CandidateRanker` per ``agent.ranker``: `FusionCandidateRanker` (ChromaDB index
+    + trained FusionRanker; 'fusion' trains it on first use, 'auto' uses it when one is saved)
+    or `SimpleRanker`."""
+    from recagent.agent.ranker import SimpleRanker
+
+    choice = cfg.agent.ranker
+    if choice not in ("auto", "fusion", "simple"):
+        raise ConfigError(f"agent.ranker = '{choice}': use 'auto', 'fusion' or 'simple'.")
+    if choice != "simple":
+        from recagent.agent.fusion_ranker import FusionCandidateRanker
+
+        ranker = FusionCandidateRanker.from_config(cfg, dataset, train=choice == "fusion", log_fn=log.warning)
+        if ranker is not None:
+            return ranker
+        log.warning("no trained fusion ranker for %s yet: using the simple ranker. Train it once with "
+                    "`recagent recommend --dataset %s --user <id> --model fusion`, or --set agent.ranker=fusion.",
+                    dataset.name, dataset.name)
+    return SimpleRanker.from_config(cfg, dataset)
 
 
 def explain_for_user(cfg: Any, dataset, user_id: str, item_ids: Sequence[str], llm=None, channel: str = "cf",
@@ -78,7 +100,7 @@ def explain_for_user(cfg: Any, dataset, user_id: str, item_ids: Sequence[str], l
             for s, e in zip(sheets, exps)]
 
 
-__all__ = ["build_agent", "explain_for_user", "Agent"]
+__all__ = ["build_agent", "explain_for_user", "select_ranker", "Agent"]
 
 
 def __getattr__(name: str):  # lazy: `from recagent.agent.service import Agent`

@@ -9,6 +9,11 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+# Tests never read or write the developer's ./runs (trained models there would change what
+# "auto" choices pick); one fresh runs folder per test session, shared by subprocesses.
+import tempfile  # noqa: E402
+
+os.environ.setdefault("RECAGENT_RUNS_DIR", tempfile.mkdtemp(prefix="recagent-test-runs-"))
 
 from pathlib import Path  # noqa: E402
 

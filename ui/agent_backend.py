@@ -102,8 +102,7 @@ class AgentBackend:
             run: a run directory whose ``config.toml`` (written by every command) is used instead of ``cfg``.
             log_fn: progress messages.
         """
-        from recagent.agent.ranker import SimpleRanker
-        from recagent.agent.service import build_agent
+        from recagent.agent.service import build_agent, select_ranker
         from recagent.data import load_dataset
 
         say = log_fn or log.info
@@ -111,7 +110,7 @@ class AgentBackend:
             cfg = _run_config(run, cfg)
         ds = load_dataset(cfg, dataset, log_fn=say)
         say(f"loading the agent for {ds.name} (LLM {cfg.models.llm}, encoder {cfg.models.text_encoder}) ...")
-        ranker = ChannelRecorder(SimpleRanker.from_config(cfg, ds))
+        ranker = ChannelRecorder(select_ranker(cfg, ds))
         return cls(build_agent(cfg, ds, ranker=ranker), ds)
 
     # -- ChatBackend -----------------------------------------------------------------------

@@ -1,0 +1,115 @@
+"""`FusionCandidateRanker`: the chat's retrieval + learned ranking (DESIGN.md's chat turn).
+
+Candidates are the union of the ChromaDB item index's text search on the turn's query, its
+neighbours of the user's liked items, and the FusionRanker's own top-N over the catalog (its CF
+and sequential channels); the FusionRanker then scores the union, with the query similarity
+and constraint match as extra features. The hard constraints and exclusions filter the result,
+so every returned item satisfies them. The fusion model is the one ``recagent recommend
+--model fusion`` / ``recagent eval`` trained and saved under ``<runs>/<dataset>-B/models/fusion``
+(Protocol B training data: everything but each user's last two ratings).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from recagent.agent.dialogue import Constraints, SessionState
+from recagent.agent.ranker import Candidate
+
+log = logging.getLogger("recagent.agent.fusion")
+
+
+class FusionCandidateRanker:
+    """A `CandidateRanker` over an `ItemIndex` and a fitted `FusionRanker`.
+
+    Args:
+        dataset: the data set being served (same id mapping the fusion model was fitted on).
+        index: a built `recagent.retrieval.ItemIndex` of the catalog.
+        fusion: a fitted `recagent.ranking.FusionRanker`.
+        like_threshold: ratings >= this are the user's likes (neighbour queries).
+        per_channel: candidates fetched from each source before ranking.
+    """
+
+    def __init__(self, dataset, index, fusion, like_threshold: float = 4.0, per_channel: int = 100):
+        self.ds, self.index, self.fusion = dataset, index, fusion
+        self.like_threshold = like_threshold
+        self.per_channel = per_channel
+        emb = index.embeddings([str(i) for i in dataset.item_ids], channel="text")
+        dim = next(iter(emb.values())).shape[0] if emb else 0
+        self.emb = np.stack([emb.get(str(i), np.zeros(dim, np.float32)) for i in dataset.item_ids]) if emb else None  # the agent reuses these for fact sheets
+
+    @classmethod
+    def from_config(cls, cfg: Any, dataset, train: bool = False, log_fn: Callable[[str], None] = log.info
+                    ) -> "FusionCandidateRanker | None":
+        """Open the index (building it on first use) and load the saved fusion model; ``None``
+        when no fusion model is saved and ``train`` is off (the caller falls back)."""
+        from recagent.ranking.base import Recommender
+        from recagent.retrieval import ItemIndex
+
+        rd = Path(cfg.paths.runs) / f"{dataset.name}-B"
+        mdir = rd / "models" / "fusion"
+        if not (mdir / "model.json").is_file():
+            if not train:
+                return None
+            from recagent.eval.runner import run_eval
+
+            log_fn(f"training the fusion ranker for {dataset.name} (one-off, a few minutes) into {rd} ...")
+            run_eval(cfg.replace("ranking", ablations=False), dataset, "B", ["fusion"], rd, log=log_fn)
+        fusion = Recommender.load(mdir)
+        index = ItemIndex.open(cfg, dataset.name)
+        index.ensure_built(dataset, log_fn=log_fn)
+        return cls(dataset, index, fusion, like_threshold=cfg.agent.like_threshold,
+                   per_channel=cfg.retrieval.candidates)
+
+    def _history(self, state: SessionState) -> tuple[list[int], list[int], int | None]:
+        """(all history rows in time order, liked rows, the user's model index or None)."""
+        idx = self.ds.item_index
+        rows: list[int] = []
+        liked: list[int] = []
+        user = None
+        if state.user_id is not None and str(state.user_id) in self.ds.user_index:
+            user = self.ds.user_index[str(state.user_id)]
+            h = self.ds.history(str(state.user_id))
+            rows = [idx[i] for i in h["item_id"]]
+            good = h[h["rating"] >= self.like_threshold] if self.ds.interactions.has_ratings else h
+            liked = [idx[i] for i in good["item_id"]]
+        session = [idx[i] for i in state.likes if i in idx]
+        return rows + session, liked + session, user
+
+    def rank(self, state: SessionState, query_text: str, k: int, exclude: set[int],
+             constraints: Constraints) -> list[Candidate]:
+        ok = constraints.mask(self.ds.catalog)
+        if exclude:
+            ok[list(exclude)] = False
+        if not ok.any():
+            return []
+        history, liked, user = self._history(state)
+        found: dict[int, str] = {}
+        idx = self.ds.item_index
+        query_sim = np.zeros(self.ds.n_items, np.float32)
+        if query_text.strip():
+            for h in self.index.query_text(query_text, self.per_channel):
+                found.setdefault(idx[h.item_id], "query")
+                query_sim[idx[h.item_id]] = h.score
+        if liked:
+            for h in self.index.query_items([self.ds.item_ids[r] for r in liked[-20:]], self.per_channel):
+                found.setdefault(idx[h.item_id], "neighbours")
+        everything = np.arange(self.ds.n_items)
+        base = self.fusion.rank(history, everything, user=user)
+        base = np.where(ok, base, -np.inf)
+        for r in np.argsort(-base, kind="stable")[: self.per_channel]:
+            if np.isfinite(base[r]):
+                found.setdefault(int(r), "cf")
+        cands = np.array([r for r in found if ok[r]], dtype=np.int64)
+        if len(cands) == 0:
+            return []
+        extra = {"constraint": np.ones(len(cands), np.float32)}
+        if query_text.strip():
+            extra["query"] = query_sim[cands]
+        scores = self.fusion.rank(history, cands, user=user, extra_features=extra)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [Candidate(int(cands[i]), float(scores[i]), found[int(cands[i])]) for i in order]

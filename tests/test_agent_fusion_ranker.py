@@ -1,0 +1,63 @@
+"""The chat's FusionCandidateRanker on real small parts: a Chroma index of the tiny catalog
+(hash encoder) and a FusionRanker fitted on the tiny log."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recagent.agent.dialogue import Constraints, SessionState
+from recagent.agent.fusion_ranker import FusionCandidateRanker
+from recagent.config import load_config
+from recagent.data import make_split
+from recagent.ranking.base import History
+from recagent.ranking.baselines import EASE
+from recagent.ranking.fusion import FusionRanker
+from recagent.retrieval import HashEncoder, ItemIndex
+
+
+@pytest.fixture
+def ranker(tiny, tmp_path):
+    cfg = load_config(overrides=[f"paths.runs_dir={tmp_path / 'runs'}"])
+    enc = HashEncoder(64)
+    index = ItemIndex.open(cfg, "tiny", text_encoder=enc, clip_encoder=None)
+    index.build(tiny)
+    split = make_split(tiny, "B")
+    tr = History.from_frame(split.train, split.n_users, split.n_items)
+    emb = enc.embed_texts([tiny.catalog.describe(i) for i in range(len(tiny.catalog))])
+    fusion = FusionRanker(hidden=4, epochs=3, patience=1, holdout=0.34)
+    fusion.fit(split, base_models={"ease": EASE(reg=1.0).fit(tr)}, text_emb=emb)
+    return FusionCandidateRanker(tiny, index, fusion, per_channel=8)
+
+
+def ids(ds, cands):
+    return [ds.item_ids[c.item_idx] for c in cands]
+
+
+def test_new_user_query_finds_matching_items_first(ranker, tiny):
+    out = ranker.rank(SessionState(), "haunted ghost horror", k=3, exclude=set(), constraints=Constraints())
+    assert out and ids(tiny, out)[0] in {"i5", "i6"}
+    assert out[0].channel == "query"
+    assert [c.score for c in out] == sorted((c.score for c in out), reverse=True)
+
+
+def test_constraints_and_exclusions_always_hold(ranker, tiny):
+    idx = tiny.item_index
+    cons = Constraints(exclude=["Horror"])
+    out = ranker.rank(SessionState(), "haunted ghost horror", k=8, exclude={idx["i7"]}, constraints=cons)
+    got = ids(tiny, out)
+    assert "i7" not in got and not {"i5", "i6"} & set(got)
+    assert len(got) == len(set(got)) > 0
+
+
+def test_known_user_history_drives_cf_candidates(ranker, tiny):
+    state = SessionState(user_id="u0")          # u0 likes the sci-fi items i1, i2, i7
+    seen = {tiny.item_index[i] for i in tiny.history("u0")["item_id"]}
+    out = ranker.rank(state, "", k=3, exclude=seen, constraints=Constraints())
+    assert out and not seen & {c.item_idx for c in out}
+    assert {c.channel for c in out} <= {"neighbours", "cf"}
+
+
+def test_the_agent_can_reuse_its_item_embeddings(ranker, tiny):
+    assert ranker.emb.shape == (len(tiny.catalog), 64)
+    assert np.allclose(np.linalg.norm(ranker.emb, axis=1), 1.0, atol=1e-4)
