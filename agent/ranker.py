@@ -106,11 +106,11 @@ class SimpleRanker:
             hist = [idx[i] for i in h["item_id"]][-100:]
         return hist, [idx[i] for i in state.likes if i in idx]
 
-    def rank(self, state: SessionState, query_text: str, k: int, exclude: set[int],
-             constraints: Constraints) -> list[Candidate]:
+    def channel_scores(self, state: SessionState, query_text: str) -> dict[str, np.ndarray]:
+        """Each channel's weighted score over every catalog row (what ``rank`` sums; the UI's
+        "why this?" shows them per item)."""
         n = self.ds.n_items
         hist, session = self.liked_rows(state)
-        dislikes = [self.ds.item_index[i] for i in state.dislikes if i in self.ds.item_index]
         parts: dict[str, np.ndarray] = {"popular": self.popularity}
         if self.encoder is not None and self.emb is not None and query_text.strip():
             q = self.encoder.embed_texts([query_text])[0]
@@ -125,7 +125,12 @@ class SimpleRanker:
             for row in liked:
                 co += self.evidence.co_counts(row) / np.sqrt(self._n[row] * self._n)
             parts["neighbours"] = co / max(1e-9, co.max())
-        weighted = {c: self.weights.get(c, 0.0) * v for c, v in parts.items()}
+        return {c: self.weights.get(c, 0.0) * v for c, v in parts.items()}
+
+    def rank(self, state: SessionState, query_text: str, k: int, exclude: set[int],
+             constraints: Constraints) -> list[Candidate]:
+        dislikes = [self.ds.item_index[i] for i in state.dislikes if i in self.ds.item_index]
+        weighted = self.channel_scores(state, query_text)
         total = np.sum(list(weighted.values()), axis=0)
         if dislikes and self.emb is not None:
             total = total - 0.5 * np.clip(self.emb @ self.emb[dislikes].T, 0, None).max(axis=1)

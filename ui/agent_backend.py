@@ -46,31 +46,13 @@ class ChannelRecorder:
             return self._queries.pop(id(state), None)
 
     def channels(self, state, query: str | None, rows: list[int]) -> list[dict[str, float]] | None:
-        """Weighted per-channel scores of catalog ``rows`` for a `SimpleRanker` (the same terms
-        its ``rank`` sums); None for other rankers."""
-        r = self.inner
-        needed = ("popularity", "weights", "emb", "liked_rows", "evidence")
-        if not all(hasattr(r, a) for a in needed) or not rows:
+        """Weighted per-channel scores of catalog ``rows`` from a ranker that exposes them
+        (``SimpleRanker.channel_scores``); None for other rankers."""
+        if not hasattr(self.inner, "channel_scores") or not rows:
             return None
         idx = np.asarray(rows)
-        parts = {"popular": r.popularity[idx]}
-        if getattr(r, "encoder", None) is not None and r.emb is not None and query and query.strip():
-            q = r.encoder.embed_texts([query])[0]
-            parts["query"] = np.clip(r.emb[idx] @ q, 0, None)
-        hist, session = r.liked_rows(state)
-        liked = hist + session * 3
-        if liked and r.emb is not None:
-            centroid = r.emb[liked].mean(axis=0)
-            centroid /= max(1e-9, float(np.linalg.norm(centroid)))
-            parts["profile"] = np.clip(r.emb[idx] @ centroid, 0, None)
-        if liked:
-            n = r.ds.n_items
-            co = np.zeros(n)
-            counts = np.maximum(r.evidence.liked_count, 1).astype(np.float64)
-            for row in liked:
-                co += r.evidence.co_counts(row) / np.sqrt(counts[row] * counts)
-            parts["neighbours"] = (co / max(1e-9, co.max()))[idx]
-        return [{c: round(float(r.weights.get(c, 0.0) * v[j]), 4) for c, v in parts.items()} for j in range(len(rows))]
+        parts = self.inner.channel_scores(state, query or "")
+        return [{c: round(float(v[i]), 4) for c, v in parts.items()} for i in idx]
 
 
 class AgentBackend:
