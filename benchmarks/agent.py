@@ -41,11 +41,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-llm", action="store_true", help="skip the LLM parts (grounding, latency)")
     ap.add_argument("--device", default="cpu", help="torch device for the LLM (grounding only; latency is CPU)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (a chat process uses torch's default, the core count)")
     args = ap.parse_args(argv)
 
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     from recagent.config import load_config
     from recagent.data import load_dataset, make_split
     from recagent.data.schema import Dataset, Interactions
