@@ -138,7 +138,9 @@ class _LazyEncoder:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.name = f"st:{str(cfg.models.text_encoder).rstrip('/').split('/')[-1]}"
+        from recagent.retrieval.encoders import TextEncoder
+
+        self.name = TextEncoder.name_for(cfg.models.text_encoder)
         self._enc = None
 
     def _get(self):

@@ -83,10 +83,15 @@ class TextEncoder(BaseEncoder):
 
         self._torch = torch
         self.model = SentenceTransformer(model, device=None if device == "auto" else device)
-        self.name = f"st:{str(model).rstrip('/').split('/')[-1]}"
+        self.name = self.name_for(model)
         getdim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(getdim())
         self.batch_size = batch_size
+
+    @staticmethod
+    def name_for(model: str) -> str:
+        """The encoder name for a model setting (alias, folder or hub id); caches key on it."""
+        return f"st:{str(model).rstrip('/').split('/')[-1]}"
 
     def _embed_text_batch(self, texts: list[str]) -> np.ndarray:
         with self._torch.inference_mode():
