@@ -70,10 +70,7 @@ def _plots(run, d: Path) -> list[Path]:
         ax.set_title(f"{met}@K, protocol {run.protocol}")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    out.append(d / "metrics_at_k.png")
-    fig.savefig(out[-1], dpi=100)
-    plt.close(fig)
+    out.append(_save(fig, d / "metrics_at_k.png"))
     if run.ablations:
         labels = list(run.ablations)
         fig, ax = plt.subplots(figsize=(8, 0.35 * len(labels) + 1))
@@ -81,10 +78,7 @@ def _plots(run, d: Path) -> list[Path]:
         ax.invert_yaxis()
         ax.set_xlabel("test NDCG@10")
         ax.set_title("Fusion ablations")
-        fig.tight_layout()
-        out.append(d / "ablations.png")
-        fig.savefig(out[-1], dpi=100)
-        plt.close(fig)
+        out.append(_save(fig, d / "ablations.png"))
     if run.ci:
         names = list(run.ci)
         c = [run.ci[n]["ndcg@10"] for n in names]
@@ -94,8 +88,15 @@ def _plots(run, d: Path) -> list[Path]:
         ax.axvline(0, color="grey", lw=1)
         ax.set_yticks(range(len(names)), names)
         ax.set_xlabel(f"NDCG@10 difference from {run.best_baseline} (95 % CI)")
-        fig.tight_layout()
-        out.append(d / "ci.png")
-        fig.savefig(out[-1], dpi=100)
-        plt.close(fig)
+        out.append(_save(fig, d / "ci.png"))
     return out
+
+
+def _save(fig, path):
+    """Lay out, write as PNG and close a figure; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
