@@ -4,6 +4,7 @@ user without a conversation (what ``recagent recommend --explain`` prints)."""
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any, Sequence
 
 from recagent.errors import ConfigError
@@ -35,6 +36,11 @@ def build_agent(cfg: Any, dataset, llm=None, ranker=None, text_encoder: bool = T
     return Agent(dataset, llm=llm, ranker=ranker, settings=cfg.agent)
 
 
+def _progress(msg: str) -> None:
+    """Long one-off work (index build, fusion training) reports on stderr."""
+    print(msg, file=sys.stderr, flush=True)
+
+
 def select_ranker(cfg: Any, dataset):
     """The chat's `CandidateRanker` per ``agent.ranker``: `FusionCandidateRanker` (ChromaDB index
     + trained FusionRanker; 'fusion' trains it on first use, 'auto' uses it when one is saved)
@@ -47,7 +53,7 @@ def select_ranker(cfg: Any, dataset):
     if choice != "simple":
         from recagent.agent.fusion_ranker import FusionCandidateRanker
 
-        ranker = FusionCandidateRanker.from_config(cfg, dataset, train=choice == "fusion", log_fn=log.warning)
+        ranker = FusionCandidateRanker.from_config(cfg, dataset, train=choice == "fusion", log_fn=_progress)
         if ranker is not None:
             return ranker
         log.warning("no trained fusion ranker for %s yet: using the simple ranker. Train it once with "
