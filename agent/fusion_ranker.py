@@ -80,6 +80,19 @@ class FusionCandidateRanker:
         session = [idx[i] for i in state.likes if i in idx]
         return rows + session, liked + session, user
 
+    def channel_scores(self, state: SessionState, query_text: str) -> dict[str, np.ndarray]:
+        """Each fusion channel's additive share of an item's score over the whole catalog, plus
+        the query term (the UI's "why this?")."""
+        history, _, user = self._history(state)
+        parts = self.fusion.contributions(history, user=user)
+        if query_text.strip():
+            sims = np.zeros(self.ds.n_items, np.float32)
+            for h in self.index.query_text(query_text, self.per_channel):
+                sims[self.ds.item_index[h.item_id]] = h.score
+            z = (sims - sims.mean()) / max(float(sims.std()), 1e-6)
+            parts["query"] = float(self.fusion.params["extra_weights"].get("query", 1.0)) * z
+        return parts
+
     def rank(self, state: SessionState, query_text: str, k: int, exclude: set[int],
              constraints: Constraints) -> list[Candidate]:
         ok = constraints.mask(self.ds.catalog)

@@ -85,7 +85,8 @@ def build_features(src: FeatureSources, channels: list[str], users: np.ndarray, 
         users: row indices into ``history``.
         history: the users' known interactions (folded into item-item, sequential, content).
         items: candidate item indices (the same columns for every user).
-        model_users: the users' indices in the fitted models (for BPR's user factors), or None
+        model_users: the users' indices in the fitted models (for BPR's user factors; -1 for a
+            user they never saw), or None
             for users the models never saw (the ``bpr`` channel is then masked).
         profile_text: optional ``(len(users), d)`` text embeddings of profile texts.
         profile_clip: optional ``(len(users), d')`` CLIP text embeddings of profile texts.
@@ -104,9 +105,12 @@ def build_features(src: FeatureSources, channels: list[str], users: np.ndarray, 
             if ch == "bpr":
                 if model_users is None:
                     continue
-                vals = src.models[ch].score(np.asarray(model_users))
-                F[:, :, c] = vals[:, items]
-                M[:, :, c] = 1.0
+                mu = np.asarray(model_users)
+                known = mu >= 0                  # -1: a user the models never saw (BPR masked)
+                if known.any():
+                    vals = src.models[ch].score(mu[known])
+                    F[known, :, c] = vals[:, items]
+                    M[known, :, c] = 1.0
             else:
                 vals = src.models[ch].score(users, history)
                 F[:, :, c] = vals[:, items]

@@ -196,7 +196,7 @@ class FusionRanker(Recommender):
             hist.last_time[0] = self.train_.last_time[user]
         saved, self.items_ = self.items_, candidates
         try:
-            s = self.score(np.array([0]), hist, model_users=None if user is None else np.array([user]),
+            s = self.score(np.array([0]), hist, model_users=np.array([-1 if user is None else user]),
                            profile_text=None if profile_text is None else np.asarray(profile_text)[None],
                            profile_clip=None if profile_clip is None else np.asarray(profile_clip)[None])[0, candidates]
         finally:
@@ -209,6 +209,51 @@ class FusionRanker(Recommender):
                 v = (v - v.mean()) / max(float(v.std()), 1e-6)
             s = s + float(w.get(name, 1.0)) * v
         return s
+
+    def contributions(self, history_items: list, user: int | None = None) -> dict[str, np.ndarray]:
+        """Each channel's additive share of the fused score over every item (chat's "why this?").
+
+        A channel's share is the sum over its two views (z-score, rank) of feature x per-user
+        gate weight, averaged over the ensemble's members; ``interaction`` is the MLP's part
+        (absent for a linear fusion). Items outside the fitted universe get 0.
+
+        Args:
+            history_items: the user's item indices in time order (may be empty).
+            user: the user's index in the fitted models, or None for a new user.
+        """
+        import torch
+
+        n_items = self._require_fit().n_items
+        hist = History.from_frame(pd.DataFrame({"uidx": np.zeros(len(history_items), np.int64),
+                                                "iidx": np.asarray(history_items, np.int64),
+                                                "timestamp": np.arange(len(history_items), dtype=float)}), 1, n_items)
+        hist.last_time[:] = self.train_.frame["timestamp"].max() if len(self.train_.frame) else np.nan
+        if user is not None and len(self.train_.sequences[user]):
+            hist.last_time[0] = self.train_.last_time[user]
+        X, M, ctx, _ = self._features_all(np.array([0]), hist, np.array([-1 if user is None else user]))
+        sf, sc = self._select(0)
+        x = torch.from_numpy(np.ascontiguousarray(X[:, :, sf]))
+        m = torch.from_numpy(np.ascontiguousarray(M[:, :, sc]))
+        c = torch.from_numpy(np.ascontiguousarray(ctx[:, [0] + [1 + i for i in sc]]))
+        names = list(self.params["channels"])
+        parts = np.zeros((len(names), x.shape[1]), np.float32)
+        inter = np.zeros(x.shape[1], np.float32)
+        members = list(self.net.members)
+        with torch.inference_mode():
+            for net in members:
+                w = net.base + net.gate(c)
+                per_feature = (x * w[:, None, :])[0].numpy()          # (items, 2C)
+                parts += (per_feature[:, :len(names)] + per_feature[:, len(names):]).T / len(members)
+                if net.mlp is not None:
+                    inter += net.mlp(torch.cat([x, m], dim=-1))[0, :, 0].numpy() / len(members)
+        out = {}
+        for name, row in zip(names + ["interaction"], list(parts) + [inter]):
+            full = np.zeros(n_items, np.float32)
+            full[self.items_] = row
+            out[name] = full
+        if not any(net.mlp is not None for net in members):
+            del out["interaction"]
+        return out
 
     def gate_weights(self) -> dict[str, float]:
         """Mean learned weight of each feature (``<channel>:z`` / ``<channel>:rank``) at the base

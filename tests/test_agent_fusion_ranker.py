@@ -61,3 +61,34 @@ def test_known_user_history_drives_cf_candidates(ranker, tiny):
 def test_the_agent_can_reuse_its_item_embeddings(ranker, tiny):
     assert ranker.emb.shape == (len(tiny.catalog), 64)
     assert np.allclose(np.linalg.norm(ranker.emb, axis=1), 1.0, atol=1e-4)
+
+
+def test_channel_scores_add_up_to_the_fused_score(ranker, tiny):
+    """The "why this?" breakdown is the fused score split by channel (plus the MLP's interplay)."""
+    state = SessionState(user_id="u0")
+    history, _, user = ranker._history(state)
+    parts = ranker.fusion.contributions(history, user=user)
+    assert set(parts) >= {"ease", "text_hist", "pop"}
+    everything = np.arange(len(tiny.catalog))
+    fused = ranker.fusion.rank(history, everything, user=user)
+    total = np.sum(list(parts.values()), axis=0)
+    assert np.allclose(total, fused, atol=1e-4)
+    q = ranker.channel_scores(state, "haunted ghost horror")
+    assert "query" in q and q["query"][tiny.item_index["i5"]] > q["query"][tiny.item_index["i3"]]
+
+
+def test_new_users_get_no_collaborative_user_factors():
+    """Regression: FusionRanker.rank(user=None) used to score a new user with user 0's BPR factors."""
+    import pandas as pd
+
+    from recagent.ranking.base import History
+    from recagent.ranking.features import FeatureSources, build_features
+
+    class Factors:
+        def score(self, users):
+            return np.ones((len(users), 3), np.float32)
+
+    src = FeatureSources(models={"bpr": Factors()}, n_items=3)
+    hist = History.from_frame(pd.DataFrame({"uidx": [0], "iidx": [1], "timestamp": [0.0]}), 2, 3)
+    _, M = build_features(src, ["bpr"], np.array([0, 1]), hist, np.arange(3), model_users=np.array([-1, 0]))
+    assert M[0, :, 0].sum() == 0 and M[1, :, 0].sum() == 3

@@ -15,6 +15,10 @@ CHANNEL_NAMES = {
     "query": "Matches your message", "constraint": "Matches your constraints", "profile": "Fits your profile",
     "fused": "Fused score", "score": "Final score", "neighbours": "Liked by fans of your picks",
     "popular": "Popularity",
+    # FusionRanker channels
+    "ease": "Collaborative (EASE)", "itemknn": "Similar to your items (ItemKNN)", "bpr": "Collaborative (BPR)",
+    "sasrec": "Next in your sequence (SASRec)", "text_hist": "History ↔ item text", "image_hist": "History ↔ item image",
+    "xmodal_profile": "Profile ↔ item image", "pop": "Popularity", "interaction": "Channel interplay",
 }
 
 FEEDBACK_BADGES = {"like": "♥ liked", "dislike": "✗ not for me", "seen": "✓ seen"}
