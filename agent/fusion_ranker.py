@@ -91,7 +91,10 @@ class FusionCandidateRanker:
                 sims[self.ds.item_index[h.item_id]] = h.score
             z = (sims - sims.mean()) / max(float(sims.std()), 1e-6)
             parts["query"] = float(self.fusion.params["extra_weights"].get("query", 1.0)) * z
-        return parts
+        # every returned item meets the constraints: rank() adds that feature to all of them
+        parts["constraint"] = np.full(self.ds.n_items, float(self.fusion.params["extra_weights"].get("constraint", 1.0)),
+                                      np.float32)
+        return {name: v for name, v in parts.items() if np.any(v)}  # masked channels (no images, ...) add nothing
 
     def rank(self, state: SessionState, query_text: str, k: int, exclude: set[int],
              constraints: Constraints) -> list[Candidate]:
