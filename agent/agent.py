@@ -8,7 +8,7 @@ something else. User text enters prompts only as an escaped quotation, never as 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Generator, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 from recagent.agent.config import AgentConfig
 from recagent.agent.dialogue import Constraints, DialogueParser, SessionState
@@ -54,11 +54,19 @@ class Reply:
 
 
 class TurnStream:
-    """Iterate for the reply's text pieces; afterwards ``.reply`` holds the whole `Reply`."""
+    """Iterate for the reply's text pieces; afterwards ``.reply`` holds the whole `Reply`.
 
-    def __init__(self, gen: Generator[str, None, Reply]):
+    ``ranked`` holds the turn's items (reasons still empty) from the header piece on, so a UI
+    can show them while their reasons are being written.
+    """
+
+    def __init__(self, gen: Generator[str, None, Reply] | None = None):
         self._gen = gen
         self.reply: Reply | None = None
+        self.ranked: list[ReplyItem] | None = None
+
+    def _set_ranked(self, items: list[ReplyItem]) -> None:
+        self.ranked = items
 
     def __iter__(self) -> Iterator[str]:
         self.reply = yield from self._gen
@@ -112,10 +120,13 @@ class Agent:
     def respond_stream(self, session: SessionState, message: str) -> TurnStream:
         """Like `respond`, as text pieces: the header line as soon as items are ranked, then one
         line per explained item."""
-        return TurnStream(self._turn(session, message))
+        stream = TurnStream()
+        stream._gen = self._turn(session, message, on_ranked=stream._set_ranked)
+        return stream
 
     # -- the turn ------------------------------------------------------------------------------
-    def _turn(self, session: SessionState, message: str) -> Generator[str, None, Reply]:
+    def _turn(self, session: SessionState, message: str,
+              on_ranked: Callable[[list[ReplyItem]], None] | None = None) -> Generator[str, None, Reply]:
         s = self.settings
         message = message or ""
         if len(message) > s.max_message_chars:
@@ -135,11 +146,14 @@ class Agent:
         exclude = self._exclude(session)
         cands, notes = self._rank(session, query, exclude)
         head = self._header(session, parsed, len(cands), notes)
-        yield head
         history = self.history_rows(session)
         liked_in_log = set(self.history_rows(SessionState(user_id=session.user_id))) if session.user_id else set()
         sheets = build_fact_sheets(self.ds.catalog, [(c.item_idx, c.channel) for c in cands], history, self.evidence,
                                    self.embeddings, s.history_neighbours, liked_in_log)
+        if on_ranked is not None:
+            on_ranked([ReplyItem(sh.item_id, sh.title, "", sh.year, sh.categories, c.channel, round(float(c.score), 4), "pending")
+                       for c, sh in zip(cands, sheets)])
+        yield head
         request = parsed.free_text if s.request_in_prompt and parsed.free_text else None
         explanations = self.explainer.explain(sheets, request)
         items, lines = [], [head]

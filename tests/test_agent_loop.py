@@ -183,3 +183,17 @@ def test_explain_for_user(tiny, cfg):
     out = explain_for_user(c, tiny, "u1", ["i4", "i8"])
     assert [o["item_id"] for o in out] == ["i4", "i8"] and all(o["reason"] for o in out)
     assert "Love in Paris" in out[0]["reason"] or "Wedding Season" in out[0]["reason"] or "Cooking" in out[0]["reason"]
+
+
+def test_stream_exposes_ranked_items_with_the_header(tiny):
+    """A UI can show the cards as soon as the header arrives, before any reason is written."""
+    agent = make_agent(tiny, llm=FakeLLM(default="A Sci-Fi pick."))
+    stream = agent.respond_stream(agent.new_session(), "sci-fi")
+    it = iter(stream)
+    assert stream.ranked is None
+    head = next(it)
+    assert head.startswith("Here are") and stream.ranked
+    assert all(r.reason == "" and r.reason_source == "pending" for r in stream.ranked)
+    early = [r.item_id for r in stream.ranked]
+    list(it)
+    assert early == [r.item_id for r in stream.reply.items]
