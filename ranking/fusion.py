@@ -187,13 +187,7 @@ class FusionRanker(Recommender):
         candidates = np.asarray(candidates, dtype=np.int64)
         if len(candidates) == 0:
             return np.zeros(0, np.float32)
-        n_items = self._require_fit().n_items
-        hist = History.from_frame(pd.DataFrame({"uidx": np.zeros(len(history_items), np.int64),
-                                                "iidx": np.asarray(history_items, np.int64),
-                                                "timestamp": np.arange(len(history_items), dtype=float)}), 1, n_items)
-        hist.last_time[:] = self.train_.frame["timestamp"].max() if len(self.train_.frame) else np.nan
-        if user is not None and len(self.train_.sequences[user]):
-            hist.last_time[0] = self.train_.last_time[user]
+        hist = self._one_user_history(history_items, user)
         saved, self.items_ = self.items_, candidates
         try:
             s = self.score(np.array([0]), hist, model_users=np.array([-1 if user is None else user]),
@@ -223,13 +217,7 @@ class FusionRanker(Recommender):
         """
         import torch
 
-        n_items = self._require_fit().n_items
-        hist = History.from_frame(pd.DataFrame({"uidx": np.zeros(len(history_items), np.int64),
-                                                "iidx": np.asarray(history_items, np.int64),
-                                                "timestamp": np.arange(len(history_items), dtype=float)}), 1, n_items)
-        hist.last_time[:] = self.train_.frame["timestamp"].max() if len(self.train_.frame) else np.nan
-        if user is not None and len(self.train_.sequences[user]):
-            hist.last_time[0] = self.train_.last_time[user]
+        hist = self._one_user_history(history_items, user)
         X, M, ctx, _ = self._features_all(np.array([0]), hist, np.array([-1 if user is None else user]))
         sf, sc = self._select(0)
         x = torch.from_numpy(np.ascontiguousarray(X[:, :, sf]))
@@ -248,12 +236,24 @@ class FusionRanker(Recommender):
                     inter += net.mlp(torch.cat([x, m], dim=-1))[0, :, 0].numpy() / len(members)
         out = {}
         for name, row in zip(names + ["interaction"], list(parts) + [inter]):
-            full = np.zeros(n_items, np.float32)
+            full = np.zeros(hist.n_items, np.float32)
             full[self.items_] = row
             out[name] = full
         if not any(net.mlp is not None for net in members):
             del out["interaction"]
         return out
+
+    def _one_user_history(self, history_items: list, user: int | None) -> History:
+        """A one-row `History` (row 0) of ``history_items`` in time order, timed like the
+        fitted user ``user`` (or the training data's end for a new user)."""
+        n_items = self._require_fit().n_items
+        hist = History.from_frame(pd.DataFrame({"uidx": np.zeros(len(history_items), np.int64),
+                                                "iidx": np.asarray(history_items, np.int64),
+                                                "timestamp": np.arange(len(history_items), dtype=float)}), 1, n_items)
+        hist.last_time[:] = self.train_.frame["timestamp"].max() if len(self.train_.frame) else np.nan
+        if user is not None and len(self.train_.sequences[user]):
+            hist.last_time[0] = self.train_.last_time[user]
+        return hist
 
     def gate_weights(self) -> dict[str, float]:
         """Mean learned weight of each feature (``<channel>:z`` / ``<channel>:rank``) at the base
