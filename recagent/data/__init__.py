@@ -25,6 +25,7 @@ def load_files(
     users: str | Path | None = None,
     opts: ReadOptions = ReadOptions(),
     name: str = "custom",
+    builtin: bool = False,
     clean_items: Callable | None = None,
     clean_users: Callable | None = None,
 ) -> Dataset:
@@ -43,6 +44,7 @@ def load_files(
         interactions=Interactions(inter_df, source=str(interactions)),
         users=user_df,
         warnings=list(report.warnings),
+        builtin=builtin,
     )
 
 
@@ -56,12 +58,13 @@ def load_dataset(cfg: Any, name: str | None = None, log_fn: Callable[[str], None
     opts = ReadOptions.from_config(cfg.data)
     if name in BUILTIN:
         files = builtin_files(name, cfg.paths.cache, log=log_fn or log.info)
-        return load_files(files["items"], files["interactions"], files["users"], opts, name=name,
+        return load_files(files["items"], files["interactions"], files["users"], opts, name=name, builtin=True,
                           clean_items=clean_ml100k_items, clean_users=clean_ml100k_users)
     if name == "custom" or Path(name).suffix:
         items, inter = cfg.data.items, cfg.data.interactions
         if not items or not inter:
             raise DataError("custom data set needs both files: --items FILE --interactions FILE "
                             "(or data.items / data.interactions in the config).")
-        return load_files(items, inter, cfg.data.users or None, opts, name=Path(items).parent.name or "custom")
+        return load_files(items, inter, cfg.data.users or None, opts,
+                          name="custom-" + (Path(items).resolve().parent.name or "data"))
     raise DataError(f"unknown data set '{name}'; use one of: {', '.join(BUILTIN)}, or 'custom' with --items/--interactions.")

@@ -59,6 +59,12 @@ class Catalog:
     def has_images(self) -> bool:
         return bool(self.items["image_path"].notna().any())
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """Content hash of the catalog (ids in order and every field): saved models and indexes
+        record it and are refused when it changes (a reordered catalog changes it too)."""
+        return _frame_hash(self.items, ["item_id", "title", "text", "categories", "year", "image_path"])
+
     def get(self, item_id: str) -> dict[str, Any]:
         """One item as a plain dict (KeyError for an unknown id)."""
         return self.row(self.index[str(item_id)])
@@ -97,6 +103,11 @@ class Interactions:
     def __len__(self) -> int:
         return len(self.df)
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """Content hash of the log (users, items, times, ratings, in file order)."""
+        return _frame_hash(self.df, ["user_id", "item_id", "timestamp", "rating"])
+
     @property
     def has_ratings(self) -> bool:
         return bool(self.df["rating"].notna().any())
@@ -111,6 +122,7 @@ class Dataset:
     interactions: Interactions
     users: pd.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
+    builtin: bool = False  # a built-in data set (its run folder is its name), not the user's files
 
     @cached_property
     def user_ids(self) -> np.ndarray:
@@ -171,6 +183,21 @@ class Dataset:
             "time_range": [float(df["timestamp"].min()), float(df["timestamp"].max())] if len(df) else None,
             "user_attributes": [c for c in self.users.columns if c != "user_id"] if self.users is not None else [],
         }
+
+
+def _frame_hash(df: pd.DataFrame, columns: list[str]) -> str:
+    """A 16-hex-digit sha256 over the named columns (missing ones count as empty), row order included."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(str(len(df)).encode())
+    for col in columns:
+        h.update(col.encode())
+        if col not in df.columns:
+            continue
+        values = df[col].map(lambda v: "|".join(map(str, v)) if isinstance(v, (list, tuple, np.ndarray)) else str(v))
+        h.update(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def as_str_list(values: Iterable[Any]) -> list[str]:
