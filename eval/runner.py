@@ -208,7 +208,7 @@ def _fusion(cfg, split, tr, trv, items, fitted, text_emb, users, ev, log):
     feats = full.training_features(tr, split.valid)
     full.fit(tr, split.valid, items=items, features=feats, log=log)
     log(f"fusion: {full.info}")
-    test_X = full._features_all(users, trv, users)
+    test_X = full._features_all(users, trv, users, full.items_)
     res = ev(lambda ub: _score_from(full, users, test_X, ub))
     ablations = {}
     if rc.ablations:

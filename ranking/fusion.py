@@ -127,12 +127,14 @@ class FusionRanker(Recommender):
         row = np.searchsorted(users, v["uidx"].to_numpy())
         c = col[v["iidx"].to_numpy()]
         targets[row[c >= 0], c[c >= 0]] = True
-        X, M, ctx, cand = self._features_all(users, train, users)
+        X, M, ctx, cand = self._features_all(users, train, users, self.items_)
         return X, M, ctx, cand, targets & cand
 
-    def _features_all(self, users, history: History, model_users, profile_text=None, profile_clip=None):
-        F, M = build_features(self.src, list(CHANNELS), users, history, self.items_, model_users, profile_text, profile_clip)
-        seen = history.for_users(users)[:, self.items_].toarray() > 0
+    def _features_all(self, users, history: History, model_users, items: np.ndarray, profile_text=None,
+                      profile_clip=None):
+        """Features over ``items`` (the columns); reads the model, never changes it (thread-safe)."""
+        F, M = build_features(self.src, list(CHANNELS), users, history, items, model_users, profile_text, profile_clip)
+        seen = history.for_users(users)[:, items].toarray() > 0
         cand = ~seen
         X = normalize(F, M, cand)
         hist_len = np.array([len(history.sequences[u]) for u in users])
@@ -153,22 +155,28 @@ class FusionRanker(Recommender):
             history: histories to fold in (default: training data).
             model_users: the users' indices in the channel models (default: ``users``).
         """
-        import torch
-
         hist = history or self._require_fit()
         users = np.atleast_1d(np.asarray(users))
         out = np.full((len(users), hist.n_items), -np.inf, np.float32)
         for s in range(0, len(users), 256):
             ub = users[s:s + 256]
             mu = ub if model_users is None else np.asarray(model_users)[s:s + 256]
-            X, M, ctx, cand = self._features_all(ub, hist, mu, profile_text, profile_clip)
-            sf, sc = self._select(0)
-            with torch.inference_mode():
-                logits = self.net(torch.from_numpy(np.ascontiguousarray(X[:, :, sf])),
-                                  torch.from_numpy(np.ascontiguousarray(M[:, :, sc])),
-                                  torch.from_numpy(np.ascontiguousarray(ctx[:, [0] + [1 + c for c in sc]]))).numpy()
-            out[s:s + 256][:, self.items_] = logits
+            out[s:s + 256][:, self.items_] = self._logits(ub, hist, mu, self.items_,
+                                                          _rows(profile_text, s), _rows(profile_clip, s))
         return out
+
+    def _logits(self, users: np.ndarray, history: History, model_users: np.ndarray, items: np.ndarray,
+                profile_text: np.ndarray | None = None, profile_clip: np.ndarray | None = None) -> np.ndarray:
+        """Fused scores ``(len(users), len(items))`` of ``items``; everything a call needs is an
+        argument, so concurrent calls on one shared model never see each other's state."""
+        import torch
+
+        X, M, ctx, cand = self._features_all(users, history, model_users, items, profile_text, profile_clip)
+        sf, sc = self._select(0)
+        with torch.inference_mode():
+            return self.net(torch.from_numpy(np.ascontiguousarray(X[:, :, sf])),
+                            torch.from_numpy(np.ascontiguousarray(M[:, :, sc])),
+                            torch.from_numpy(np.ascontiguousarray(ctx[:, [0] + [1 + c for c in sc]]))).numpy()
 
     def rank(self, history_items: list, candidates: np.ndarray, user: int | None = None,
              profile_text: np.ndarray | None = None, profile_clip: np.ndarray | None = None,
@@ -188,13 +196,9 @@ class FusionRanker(Recommender):
         if len(candidates) == 0:
             return np.zeros(0, np.float32)
         hist = self._one_user_history(history_items, user)
-        saved, self.items_ = self.items_, candidates
-        try:
-            s = self.score(np.array([0]), hist, model_users=np.array([-1 if user is None else user]),
-                           profile_text=None if profile_text is None else np.asarray(profile_text)[None],
-                           profile_clip=None if profile_clip is None else np.asarray(profile_clip)[None])[0, candidates]
-        finally:
-            self.items_ = saved
+        s = self._logits(np.array([0]), hist, np.array([-1 if user is None else user]), candidates,
+                         None if profile_text is None else np.asarray(profile_text)[None],
+                         None if profile_clip is None else np.asarray(profile_clip)[None])[0]
         s = np.nan_to_num(s, neginf=-1e9).astype(np.float32)
         w = self.params["extra_weights"]
         for name, vals in (extra_features or {}).items():
@@ -218,7 +222,8 @@ class FusionRanker(Recommender):
         import torch
 
         hist = self._one_user_history(history_items, user)
-        X, M, ctx, _ = self._features_all(np.array([0]), hist, np.array([-1 if user is None else user]))
+        items = self.items_
+        X, M, ctx, _ = self._features_all(np.array([0]), hist, np.array([-1 if user is None else user]), items)
         sf, sc = self._select(0)
         x = torch.from_numpy(np.ascontiguousarray(X[:, :, sf]))
         m = torch.from_numpy(np.ascontiguousarray(M[:, :, sc]))
@@ -237,7 +242,7 @@ class FusionRanker(Recommender):
         out = {}
         for name, row in zip(names + ["interaction"], list(parts) + [inter]):
             full = np.zeros(hist.n_items, np.float32)
-            full[self.items_] = row
+            full[items] = row
             out[name] = full
         if not any(net.mlp is not None for net in members):
             del out["interaction"]
@@ -294,6 +299,10 @@ class FusionRanker(Recommender):
         self.net = _ensemble([_net(len(sc), self.params["hidden"], self.params["mlp"])
                               for _ in range(max(1, int(self.params["members"])))])
         self.net.load_state_dict(torch.load(Path(directory) / "net.pt", weights_only=True))
+
+
+def _rows(a: np.ndarray | None, start: int, n: int = 256) -> np.ndarray | None:
+    return None if a is None else np.asarray(a)[start:start + n]
 
 
 def make_sources(train: History, params: dict, base_models: dict | None, text_emb, image_emb, has_image, log=None

@@ -127,3 +127,53 @@ def test_unknown_channel_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown channel"):
         FusionRanker(channels=["ease", "telepathy"])
     assert set(FusionRanker().params["channels"]) <= set(CHANNELS)
+
+
+def write_recipes(folder, n_users=40, n_items=120, per_user=12, seed=0):
+    """A small non-movie data set (recipes; users cook within one of four cuisines)."""
+    rng = np.random.default_rng(seed)
+    cuisines = ["Thai", "Italian", "Mexican", "Nordic"]
+    items = ["item_id,title,text,categories"]
+    for i in range(n_items):
+        c = cuisines[i % 4]
+        items.append(f"r{i},{c} dish {i},A {c.lower()} recipe number {i} with {['rice', 'pasta', 'beans', 'fish'][i % 4]},{c}")
+    rows = ["user_id,item_id,timestamp,rating"]
+    for u in range(n_users):
+        pool = [i for i in range(n_items) if i % 4 == u % 4]
+        for j, i in enumerate(rng.choice(pool, per_user, replace=False)):
+            rows.append(f"u{u},r{i},{1_000_000 + 1000 * u + j},{int(rng.integers(3, 6))}")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "items.csv").write_text("\n".join(items) + "\n", encoding="utf-8")
+    (folder / "log.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder / "items.csv", folder / "log.csv"
+
+
+def test_concurrent_rank_calls_on_one_shared_model_match_single_threaded(tmp_path):
+    """Defect 2 of issue 9: chat sessions share one FusionRanker; concurrent rank() calls with
+    different candidate sets and users must neither fail nor see each other's candidates."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from recagent.data import load_files
+
+    ds = load_files(*write_recipes(tmp_path), name="recipes")
+    split = make_split(ds, "B")
+    tr = History.from_frame(split.train, split.n_users, split.n_items)
+    emb = HashEncoder(32).embed_texts([ds.catalog.describe(i) for i in range(len(ds.catalog))])
+    f = FusionRanker(hidden=4, epochs=3, patience=1, holdout=0.34, members=1)
+    f.fit(split, base_models={"ease": EASE(reg=1.0).fit(tr)}, text_emb=emb)
+    rng = np.random.default_rng(1)
+    jobs = []
+    for j in range(96):
+        n = int(rng.integers(2, ds.n_items))           # candidate sets of very different sizes
+        user = None if j % 3 == 0 else int(rng.integers(0, ds.n_users))
+        hist = list(tr.sequences[user]) if user is not None else [int(x) for x in rng.choice(ds.n_items, 3)]
+        jobs.append((hist, rng.choice(ds.n_items, n, replace=False), user))
+    run = lambda job: f.rank(job[0], job[1], user=job[2])  # noqa: E731
+    alone = [run(j) for j in jobs]
+    contrib = f.contributions(jobs[1][0], user=jobs[1][2])
+    for _ in range(3):
+        with ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(run, jobs))
+        for a, b in zip(alone, together):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(f.contributions(jobs[1][0], user=jobs[1][2])["ease"], contrib["ease"])
