@@ -17,7 +17,7 @@ from recagent.agent.llm import LLM
 from recagent.agent.profile import ProfileSummarizer, conversation_profile
 from recagent.agent.ranker import CandidateRanker, SimpleRanker
 from recagent.agent.verify import Verifier
-from recagent.agent.vocab import CatalogVocab
+from recagent.agent.vocab import CatalogVocab, Nouns, nouns_for
 from recagent.errors import ConfigError
 
 INJECTION_NOTE = "I can only recommend titles from this catalog, and my rules stay as they are; here are regular picks."
@@ -81,14 +81,15 @@ class Agent:
         ranker: a `CandidateRanker`; None = `SimpleRanker` without text embeddings.
         settings: the ``[agent]`` config section.
         item_embeddings: optional item text embeddings for explanation fact sheets.
+        nouns: what the catalog's items and categories are called; None = `nouns_for(dataset)`.
     """
 
     def __init__(self, dataset, llm: LLM | None = None, ranker: CandidateRanker | None = None,
-                 settings: AgentConfig | None = None, item_embeddings=None):
+                 settings: AgentConfig | None = None, item_embeddings=None, nouns: Nouns | None = None):
         self.ds = dataset
         self.settings = s = settings or AgentConfig()
         self.llm = llm
-        self.vocab = CatalogVocab(dataset.catalog, s.fuzzy_threshold)
+        self.vocab = CatalogVocab(dataset.catalog, s.fuzzy_threshold, nouns or nouns_for(dataset))
         self.parser = DialogueParser(self.vocab)
         self.verifier = Verifier(self.vocab)
         self.ranker = ranker or SimpleRanker(dataset, like_threshold=s.like_threshold)
@@ -161,7 +162,7 @@ class Agent:
             reason, source = exp.text, exp.source
             allowed = sheet.facts().titles | set(history)
             if self.verifier.outside(reason, allowed) or self.verifier.unknown_quoted(reason):
-                reason, source = template_sentence(sheet), "template"  # final check, whatever produced it
+                reason, source = template_sentence(sheet, pos - 1, self.vocab.nouns), "template"  # final check
             year = f" ({sheet.year})" if sheet.year else ""
             line = f"{pos}. {sheet.title}{year} — {reason}"
             lines.append(line)
@@ -179,7 +180,7 @@ class Agent:
         if not _has_content(text):
             text = next((q for q in reversed(session.queries[:-1]) if _has_content(q)), "")
         if session.constraints.include:
-            text = (text + " Genres: " + ", ".join(session.constraints.include)).strip()
+            text = (text + f" {self.vocab.nouns.categories.capitalize()}: " + ", ".join(session.constraints.include)).strip()
         return text
 
     def _exclude(self, session: SessionState) -> set[int]:
@@ -197,7 +198,7 @@ class Agent:
         if c.year_min is not None or c.year_max is not None:
             tries.append((Constraints(c.include, c.exclude), ["No match in that era, so I widened it."]))
         if c.include:
-            tries.append((Constraints([], c.exclude), ["Nothing matched every wish, so I relaxed the genres."]))
+            tries.append((Constraints([], c.exclude), [f"Nothing matched every wish, so I relaxed the {self.vocab.nouns.categories}."]))
         for cons, notes in tries:
             cands = self.ranker.rank(session, query, k, exclude, cons)
             if cands:

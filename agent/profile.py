@@ -14,6 +14,9 @@ import numpy as np
 from recagent.agent.explain import clean
 from recagent.agent.llm import LLM
 from recagent.agent.verify import Facts, Verifier
+from recagent.agent.vocab import Nouns
+
+PROFILE_SYSTEM = "Describe the user's taste in two short sentences. Use only the facts."
 
 
 @dataclass
@@ -40,7 +43,7 @@ class Profile:
         cats = {c for c, _ in self.liked_categories[:3]} | set(self.recent_drift)
         years = {int(e[:4]) for e, _ in self.eras}
         titles = {vocab.catalog.index[i] for i in self.exemplar_ids if i in vocab.catalog.index}
-        return Facts(titles=titles, categories=cats, years=years, numbers=set())
+        return Facts(titles=titles, categories=cats, years=years, numbers=set(), liked=set(titles))
 
 
 class ProfileSummarizer:
@@ -168,9 +171,13 @@ class ProfileSummarizer:
         ]
         if p.recent_drift:
             lines.append("Lately more: " + ", ".join(p.recent_drift))
-        shot_user = 'Likes: Western, Musical\nDislikes: none\nEra: 1950s\nFavourites: "Moon Harbor"'
-        shot = 'You enjoy Western and Musical films, mostly from the 1950s. "Moon Harbor" is a favourite.'
-        return [{"role": "system", "content": "Describe the viewer's taste in two short sentences. Use only the facts."},
+        vocab = getattr(self.verifier, "vocab", None)
+        nouns = getattr(vocab, "nouns", None) or Nouns()
+        cats = (list(vocab.categories[:2]) if vocab is not None else []) or ["Classic", "Cozy"]
+        cats = cats + cats[:1] if len(cats) == 1 else cats
+        shot_user = f'Likes: {cats[0]}, {cats[1]}\nDislikes: none\nEra: 1950s\nFavourites: "Moon Harbor"'
+        shot = f'You enjoy {cats[0]} and {cats[1]} {nouns.items}, mostly from the 1950s. "Moon Harbor" is a favourite.'
+        return [{"role": "system", "content": PROFILE_SYSTEM},
                 {"role": "user", "content": shot_user}, {"role": "assistant", "content": shot},
                 {"role": "user", "content": "\n".join(lines)}]
 
@@ -189,7 +196,7 @@ def template_prose(p: Profile) -> str:
     if p.disliked_categories:
         parts.append(f"Less keen on {_join([c for c, _ in p.disliked_categories[:2]])}.")
     if p.recent_drift:
-        parts.append(f"Lately watching more {_join(p.recent_drift)}.")
+        parts.append(f"Lately more into {_join(p.recent_drift)}.")
     return " ".join(parts[:3])
 
 

@@ -40,6 +40,42 @@ _LOOSE = {"space", "family", "kid", "kids", "children", "comic", "love story", "
 _ARTICLES = re.compile(r"^(the|a|an|la|le|les|il|el|der|die|das)\s+")
 
 
+@dataclass(frozen=True)
+class Nouns:
+    """What a catalog's items and categories are called in replies ('movie'/'genre',
+    'recipe'/'cuisine'); generic by default, so no catalog is described as films."""
+
+    item: str = "item"
+    category: str = "category"
+
+    @property
+    def items(self) -> str:
+        return plural(self.item)
+
+    @property
+    def categories(self) -> str:
+        return plural(self.category)
+
+
+def plural(noun: str) -> str:
+    """'movie' -> 'movies', 'category' -> 'categories', 'dish' -> 'dishes' (regular English)."""
+    n = noun.strip()
+    if re.search(r"[^aeiou]y$", n):
+        return n[:-1] + "ies"
+    return n + ("es" if re.search(r"(s|sh|ch|x|z)$", n) else "s")
+
+
+def nouns_for(dataset, data_cfg=None) -> Nouns:
+    """The nouns of a data set: ``data.item_noun`` / ``data.category_noun`` when set, else the
+    built-in data set's own ('movie' / 'genre' for ml-100k), else 'item' / 'category'."""
+    from recagent.data.builtin import BUILTIN
+
+    spec = BUILTIN.get(getattr(dataset, "name", "")) if getattr(dataset, "builtin", False) else None
+    item = (getattr(data_cfg, "item_noun", "") or getattr(spec, "item_noun", "") or "item").strip()
+    cat = (getattr(data_cfg, "category_noun", "") or getattr(spec, "category_noun", "") or "category").strip()
+    return Nouns(item, cat)
+
+
 def norm_title(text: str) -> str:
     """Lower case, no punctuation, no leading article: 'The Usual Suspects!' -> 'usual suspects'."""
     t = re.sub(r"[^\w\s]", " ", str(text).lower().replace("&", " and "))
@@ -62,10 +98,12 @@ class CatalogVocab:
     Args:
         catalog: the items.
         threshold: rapidfuzz score (0-100) a phrase needs to count as a title.
+        nouns: what the items and categories are called in generated text.
     """
 
-    def __init__(self, catalog: Catalog, threshold: float = 88.0):
+    def __init__(self, catalog: Catalog, threshold: float = 88.0, nouns: Nouns | None = None):
         self.catalog = catalog
+        self.nouns = nouns or Nouns()
         self.threshold = threshold
         self.titles = [str(t) for t in catalog.items["title"]]
 

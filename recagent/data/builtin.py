@@ -26,6 +26,8 @@ class BuiltinDataset:
     members: dict[str, tuple[str, str]]  # role -> (member in wheel, sha256)
     licence: str
     description: str
+    item_noun: str = "item"          # what one item is called in replies (data.item_noun overrides)
+    category_noun: str = "category"  # what its categories are called (data.category_noun overrides)
 
 
 _ML = "recbole/dataset_example/ml-100k/"
@@ -41,6 +43,8 @@ BUILTIN: dict[str, BuiltinDataset] = {
         licence="MovieLens 100K, (c) GroupLens Research, University of Minnesota: research use only, no redistribution "
         "for commercial purposes; cite Harper & Konstan 2015 (https://grouplens.org/datasets/movielens/).",
         description="100,000 ratings (1-5) from 943 users on 1,682 movies, 1997-1998, with genres, years and user demographics.",
+        item_noun="movie",
+        category_noun="genre",
     ),
 }
 
