@@ -1,46 +1,145 @@
-"""LLM backends behind one small protocol: local transformers (`HFModel`), an OpenAI-compatible
-endpoint (`OpenAIClient`) and a queue of canned replies for tests (`FakeLLM`).
+"""The `LLM` base class and `load_llm`: a backend supplies one method, ``_generate``; the base gives
+``generate`` / ``generate_batch`` / ``stream``, budgets and Stop.
 
-A prompt is either a plain string (one user message) or a list of chat messages
-``[{"role": "system"|"user"|"assistant", "content": str}, ...]``.
+Backends, one module each: `agent.llm_ct2` (CTranslate2 int8, the default local backend),
+`agent.llm_hf` (transformers: the reference, and what training uses), `agent.llm_openai` (an
+OpenAI-compatible endpoint). A prompt is a plain string (one user message) or a list of chat
+messages ``[{"role": "system"|"user"|"assistant", "content": str}, ...]``.
 """
 
 from __future__ import annotations
 
-import copy
-import json
+import contextlib
+import contextvars
 import logging
-import os
+import queue
 import threading
 import time
-import urllib.error
-import urllib.request
-from typing import Any, Iterable, Iterator, Protocol, Sequence, Union, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence, Union
 
-from recagent.errors import ConfigError, ModelError
+from recagent.errors import ConfigError
 
 log = logging.getLogger("recagent.agent.llm")
 
 Messages = list[dict[str, str]]
 Prompt = Union[str, Messages]
 
+BACKENDS = ("ct2", "hf")  # models.llm_backend values; models.llm_endpoint selects the OpenAI client
 
-@runtime_checkable
-class LLM(Protocol):
-    """What the agent needs from a language model.
+_STOP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("recagent_llm_stop", default=None)
 
-    ``max_new_tokens`` / ``temperature`` of ``None`` mean the backend's defaults (from
-    ``[agent]``); temperature 0 is greedy and deterministic.
+
+@dataclass
+class Request:
+    """What one ``_generate`` call must honour.
+
+    Attributes:
+        max_new_tokens: token budget per prompt.
+        temperature: 0 = greedy.
+        deadline: ``time.monotonic()`` after which generation ends (the wall-time budget).
+        stop: set by another thread to end generation at the next token (Stop).
+        on_text: called as ``on_text(row, piece)`` with each new piece of text, when streaming.
     """
 
-    name: str
+    max_new_tokens: int
+    temperature: float
+    deadline: float
+    stop: threading.Event | None = None
+    on_text: Callable[[int, str], None] | None = None
 
-    def generate(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float | None = None) -> str: ...
+    def should_stop(self) -> bool:
+        return (self.stop is not None and self.stop.is_set()) or time.monotonic() >= self.deadline
 
-    def stream(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float | None = None) -> Iterator[str]: ...
+
+class LLM:
+    """What the agent needs from a language model. Subclasses set ``name`` and implement
+    ``_generate``; everything else is shared.
+
+    ``max_new_tokens`` / ``temperature`` of ``None`` mean the instance defaults (from
+    ``[agent]``); temperature 0 is greedy and deterministic. ``stop`` (a ``threading.Event``) ends
+    a running generation at the next token when set; without one, the event of an enclosing
+    ``with stopping(event):`` block is used.
+    """
+
+    name: str = "llm"
+    max_new_tokens: int = 60
+    max_seconds: float = 20.0
+    temperature: float = 0.0
+
+    def _generate(self, prompts: list[Messages], req: Request) -> list[str]:
+        """The backend's one method: the new text of each prompt (same order)."""
+        raise NotImplementedError
 
     def generate_batch(self, prompts: Sequence[Prompt], max_new_tokens: int | None = None,
-                       temperature: float | None = None) -> list[str]: ...
+                       temperature: float | None = None, stop: threading.Event | None = None) -> list[str]:
+        """The new text of each prompt, stripped; batched by the backend."""
+        if not prompts:
+            return []
+        req = self._request(max_new_tokens, temperature, stop)
+        msgs = [as_messages(p) for p in prompts]
+        if req.stop is not None and req.stop.is_set():
+            return [""] * len(msgs)  # stopped before it started
+        return [t.strip() for t in self._generate(msgs, req)]
+
+    def generate(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float | None = None,
+                 stop: threading.Event | None = None) -> str:
+        return self.generate_batch([prompt], max_new_tokens, temperature, stop)[0]
+
+    def stream(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float | None = None,
+               stop: threading.Event | None = None) -> Iterator[str]:
+        """Text pieces as they are generated (a worker thread runs the backend). Closing the
+        iterator, or setting ``stop``, ends the generation at the next token."""
+        own = threading.Event()
+        outer = stop if stop is not None else _STOP.get()
+        pieces: queue.Queue = queue.Queue()
+        done = object()
+        req = self._request(max_new_tokens, temperature, _AnyEvent(own, outer))
+        req.on_text = lambda row, piece: pieces.put(piece)
+        errors: list[BaseException] = []
+
+        msgs = [as_messages(prompt)]
+
+        def work() -> None:
+            try:
+                if not req.should_stop():
+                    self._generate(msgs, req)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                errors.append(exc)
+            finally:
+                pieces.put(done)
+
+        thread = threading.Thread(target=work, daemon=True, name=f"llm-stream-{self.name}")
+        thread.start()
+        try:
+            while True:
+                piece = pieces.get()
+                if piece is done:
+                    break
+                if piece:
+                    yield piece
+        finally:
+            own.set()
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    def _request(self, max_new_tokens: int | None, temperature: float | None, stop) -> Request:
+        return Request(max_new_tokens=int(max_new_tokens or self.max_new_tokens),
+                       temperature=float(self.temperature if temperature is None else temperature),
+                       deadline=time.monotonic() + float(self.max_seconds),
+                       stop=stop if stop is not None else _STOP.get())
+
+
+@contextlib.contextmanager
+def stopping(event: threading.Event):
+    """Generations started inside this block (in this thread or context) end when ``event`` is
+    set: the UI wraps a turn in it and sets the event on Stop, without passing it through the agent."""
+    token = _STOP.set(event)
+    try:
+        yield event
+    finally:
+        _STOP.reset(token)
 
 
 def as_messages(prompt: Prompt) -> Messages:
@@ -55,198 +154,7 @@ def as_messages(prompt: Prompt) -> Messages:
     return out
 
 
-class FakeLLM:
-    """A queue of canned replies (for unit tests); implements the `LLM` protocol.
-
-    Args:
-        replies: returned in order, one per generated text; a callable gets the prompt's
-            messages and returns the reply.
-        default: returned once the queue is empty.
-    """
-
-    name = "fake"
-
-    def __init__(self, replies: Iterable[str] | Any = (), default: str = ""):
-        self._fn = replies if callable(replies) else None
-        self.replies = [] if callable(replies) else list(replies)
-        self.default = default
-        self.calls: list[Messages] = []
-
-    def generate(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float | None = None) -> str:
-        msgs = as_messages(prompt)
-        self.calls.append(msgs)
-        if self._fn is not None:
-            return str(self._fn(msgs))
-        return self.replies.pop(0) if self.replies else self.default
-
-    def stream(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float | None = None) -> Iterator[str]:
-        text = self.generate(prompt, max_new_tokens, temperature)
-        words = text.split(" ")
-        for i, w in enumerate(words):
-            yield w if i == 0 else " " + w
-
-    def generate_batch(self, prompts: Sequence[Prompt], max_new_tokens: int | None = None,
-                       temperature: float | None = None) -> list[str]:
-        return [self.generate(p, max_new_tokens, temperature) for p in prompts]
-
-
-class HFModel:
-    """A local transformers causal LM (+ optional peft LoRA adapter), loaded once.
-
-    Args:
-        path: a folder or hub id accepted by ``from_pretrained`` (see ``resolve_model``).
-        adapter: optional LoRA adapter folder (``recagent finetune`` output).
-        device: torch device string ('cpu', 'cuda', 'auto').
-        max_new_tokens: default token budget per generation.
-        max_seconds: wall-time budget per generation (a stopping criterion ends it early).
-        temperature: default temperature; 0 = greedy.
-    """
-
-    def __init__(self, path: str, adapter: str = "", device: str = "cpu", max_new_tokens: int = 60,
-                 max_seconds: float = 20.0, temperature: float = 0.0):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        self._torch = torch
-        self.name = f"hf:{str(path).rstrip('/').split('/')[-1]}" + (f"+{os.path.basename(adapter.rstrip('/'))}" if adapter else "")
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        self.max_new_tokens, self.max_seconds, self.temperature = max_new_tokens, max_seconds, temperature
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{path}: could not load the LLM ({str(exc).splitlines()[0]}); "
-                             "check models.llm or run `recagent models pull`.") from None
-        if adapter:
-            if not os.path.isfile(os.path.join(adapter, "adapter_config.json")):
-                raise ModelError(f"{adapter}: no adapter_config.json; set models.llm_adapter to a LoRA adapter folder.")
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, adapter)
-        self.model = model.to(self.device).eval()
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self._lock = threading.Lock()  # one generate at a time: the model is shared
-        self._prefixes: dict[tuple, Any] = {}
-        self.min_prefix = 32  # shorter shared prefixes are not worth a cache
-        import inspect
-
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        # transformers 5 renamed `past_key_values` to `cache`
-        self._cache_kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> "HFModel":
-        from recagent.models import resolve_model
-
-        path = resolve_model(cfg.models.llm, cfg.paths.cache)
-        return cls(path, adapter=cfg.models.llm_adapter, device=cfg.models.device,
-                   max_new_tokens=cfg.agent.max_new_tokens, max_seconds=cfg.agent.max_seconds,
-                   temperature=cfg.agent.temperature)
-
-    def _text(self, prompt: Prompt) -> str:
-        return self.tokenizer.apply_chat_template(as_messages(prompt), tokenize=False, add_generation_prompt=True)
-
-    def _gen_kwargs(self, max_new_tokens: int | None, temperature: float | None) -> dict:
-        from transformers import StoppingCriteriaList
-
-        temp = self.temperature if temperature is None else temperature
-        kw: dict[str, Any] = {
-            "max_new_tokens": int(max_new_tokens or self.max_new_tokens),
-            "pad_token_id": self.tokenizer.pad_token_id,
-            "stopping_criteria": StoppingCriteriaList([_Deadline(time.monotonic() + self.max_seconds)]),
-        }
-        if temp and temp > 0:
-            kw.update(do_sample=True, temperature=float(temp), top_p=0.95)
-        else:
-            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        return kw
-
-    def generate(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float | None = None) -> str:
-        return self.generate_batch([prompt], max_new_tokens, temperature)[0]
-
-    def generate_batch(self, prompts: Sequence[Prompt], max_new_tokens: int | None = None,
-                       temperature: float | None = None) -> list[str]:
-        """Batched generation; returns the new text of each prompt, stripped.
-
-        Prompts that share a long token prefix (the system prompt and few-shot examples of one
-        turn's explanations) reuse that prefix's key/value cache, computed once per process:
-        rows are laid out as [prefix][padding][rest] with the padding masked, so the output is
-        the same as without the cache, and the prefix is never recomputed.
-        """
-        if not prompts:
-            return []
-        ids = [self.tokenizer(self._text(p), add_special_tokens=False)["input_ids"] for p in prompts]
-        kw = self._gen_kwargs(max_new_tokens, temperature)
-        torch = self._torch
-        n = _common_prefix(ids)
-        with self._lock, torch.inference_mode():
-            if n >= self.min_prefix:
-                cache = self._prefix_cache(tuple(ids[0][:n]))
-                rest = [x[n:] for x in ids]
-                width = max(len(r) for r in rest)
-                pad = self.tokenizer.pad_token_id
-                rows = [ids[0][:n] + [pad] * (width - len(r)) + r for r in rest]
-                mask = [[1] * n + [0] * (width - len(r)) + [1] * len(r) for r in rest]
-                past = copy.deepcopy(cache)
-                if len(rows) > 1:
-                    past.batch_repeat_interleave(len(rows))
-                enc = {"input_ids": torch.tensor(rows, device=self.device),
-                       "attention_mask": torch.tensor(mask, device=self.device)}
-                out = self.model.generate(**enc, **{self._cache_kw: past}, **kw)
-            else:
-                enc = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt", padding_side="left").to(self.device)
-                out = self.model.generate(**enc, **kw)
-        new = out[:, enc["input_ids"].shape[1]:]
-        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
-
-    def _prefix_cache(self, prefix: tuple):
-        """The key/value cache of a token prefix (a few recent prefixes are kept)."""
-        from transformers import DynamicCache
-
-        if prefix not in self._prefixes:
-            cache = DynamicCache()
-            self.model(input_ids=self._torch.tensor([list(prefix)], device=self.device), use_cache=True,
-                       **{self._cache_kw: cache})
-            self._prefixes[prefix] = cache
-            while len(self._prefixes) > 4:
-                self._prefixes.pop(next(iter(self._prefixes)))
-        return self._prefixes[prefix]
-
-    def stream(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float | None = None) -> Iterator[str]:
-        """Text pieces as they are generated (a background thread runs ``generate``)."""
-        from transformers import TextIteratorStreamer
-
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True,
-                                        timeout=self.max_seconds + 30)
-        enc = self.tokenizer([self._text(prompt)], return_tensors="pt", add_special_tokens=False).to(self.device)
-        kwargs = {**enc, **self._gen_kwargs(max_new_tokens, temperature), "streamer": streamer}
-        stop = threading.Event()  # set when the caller stops reading: generation ends at the next token
-        kwargs["stopping_criteria"][0].stop = stop
-        errors: list[BaseException] = []
-
-        def work() -> None:
-            try:
-                with self._lock, self._torch.inference_mode():
-                    self.model.generate(**kwargs)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                errors.append(exc)
-                streamer.end()
-
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        try:
-            for piece in streamer:
-                if piece:
-                    yield piece
-        finally:
-            stop.set()
-            thread.join()
-        if errors:
-            raise errors[0]
-
-
-def _common_prefix(seqs: list[list[int]]) -> int:
+def common_prefix(seqs: list[list[int]]) -> int:
     """Length of the longest common token prefix, leaving each sequence at least one token."""
     n = min(len(x) for x in seqs) - 1
     first = seqs[0]
@@ -258,116 +166,80 @@ def _common_prefix(seqs: list[list[int]]) -> int:
     return max(n, 0)
 
 
-class _Deadline:
-    """A StoppingCriteria: stop every sequence once the wall-time budget is spent."""
+class TextPieces:
+    """Token ids in, text pieces out, per row (for backends that decode locally): decodes each
+    row's ids so far and emits what is new, so multi-token characters come out whole."""
 
-    def __init__(self, deadline: float):
-        self.deadline = deadline
-        self.stop: threading.Event | None = None
+    def __init__(self, tokenizer: Any, rows: int, on_text: Callable[[int, str], None] | None):
+        self.tok, self.on_text = tokenizer, on_text
+        self.ids: list[list[int]] = [[] for _ in range(rows)]
+        self.sent = [0] * rows
+        self.eos = {i for i in (getattr(tokenizer, "eos_token_id", None), getattr(tokenizer, "pad_token_id", None)) if i is not None}
 
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        done = time.monotonic() >= self.deadline or (self.stop is not None and self.stop.is_set())
-        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-
-class OpenAIClient:
-    """An OpenAI-compatible ``/v1/chat/completions`` endpoint (vLLM, Ollama, llama.cpp server...)
-    over plain ``urllib``.
-
-    Args:
-        base_url: e.g. ``http://127.0.0.1:8000`` or ``http://host:11434/v1``.
-        model: the served model name.
-        api_key: sent as a Bearer token when given.
-        timeout: seconds per request.
-        max_new_tokens, temperature: defaults per call.
-    """
-
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0,
-                 max_new_tokens: int = 60, temperature: float = 0.0, key_env: str = "OPENAI_API_KEY"):
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"models.llm_endpoint={base_url!r}: expected an http(s) URL such as http://127.0.0.1:8000/v1.")
-        base = base_url.rstrip("/")
-        self.url = (base if base.endswith("/v1") else base + "/v1") + "/chat/completions"
-        self.model, self.api_key, self.timeout = model, api_key, timeout
-        self.max_new_tokens, self.temperature = max_new_tokens, temperature
-        self.name = f"openai:{model}"
-        self.key_env = key_env
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> "OpenAIClient":
-        return cls(cfg.models.llm_endpoint, cfg.models.llm, api_key=os.environ.get(cfg.models.llm_api_key_env) or None,
-                   timeout=cfg.agent.http_timeout, max_new_tokens=cfg.agent.max_new_tokens,
-                   temperature=cfg.agent.temperature, key_env=cfg.models.llm_api_key_env)
-
-    def _request(self, prompt: Prompt, max_new_tokens: int | None, temperature: float | None, stream: bool):
-        body = {
-            "model": self.model, "messages": as_messages(prompt), "stream": stream,
-            "max_tokens": int(max_new_tokens or self.max_new_tokens),
-            "temperature": float(self.temperature if temperature is None else temperature),
-        }
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
-        try:
-            return urllib.request.urlopen(req, timeout=self.timeout)  # noqa: S310 - the user's own endpoint
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:200].decode("utf-8", "replace")
-            raise ModelError(f"{self.url}: HTTP {exc.code} ({detail.strip()}); check models.llm_endpoint, models.llm "
-                             f"and the API key (${self.key_env}).") from None
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise ModelError(f"{self.url}: cannot reach the endpoint ({exc}); start the server or fix models.llm_endpoint.") from None
-
-    def generate(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float | None = None) -> str:
-        with self._request(prompt, max_new_tokens, temperature, stream=False) as resp:
-            try:
-                data = json.loads(resp.read())
-                return str(data["choices"][0]["message"]["content"] or "").strip()
-            except (ValueError, KeyError, IndexError, TypeError):
-                raise ModelError(f"{self.url}: reply is not an OpenAI chat completion; is this an OpenAI-compatible server?") from None
-
-    def stream(self, prompt: Prompt, max_new_tokens: int | None = None, temperature: float | None = None) -> Iterator[str]:
-        """Server-sent events: ``data: {json}`` lines until ``data: [DONE]``."""
-        with self._request(prompt, max_new_tokens, temperature, stream=True) as resp:
-            for raw in resp:
-                line = raw.decode("utf-8", "replace").strip()
-                if not line.startswith("data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == "[DONE]":
-                    return
-                try:
-                    delta = json.loads(payload)["choices"][0].get("delta", {}).get("content")
-                except (ValueError, KeyError, IndexError):
-                    continue
-                if delta:
-                    yield delta
-
-    def generate_batch(self, prompts: Sequence[Prompt], max_new_tokens: int | None = None,
-                       temperature: float | None = None) -> list[str]:
-        """Concurrent requests (servers batch them on their side)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        if not prompts:
-            return []
-        with ThreadPoolExecutor(max_workers=min(8, len(prompts))) as pool:
-            return list(pool.map(lambda p: self.generate(p, max_new_tokens, temperature), prompts))
+    def push(self, row: int, token_id: int) -> None:
+        if self.on_text is None or token_id in self.eos:
+            return
+        self.ids[row].append(int(token_id))
+        text = self.tok.decode(self.ids[row], skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            return  # a character split across tokens: wait for the rest
+        if len(text) > self.sent[row]:
+            self.on_text(row, text[self.sent[row]:])
+            self.sent[row] = len(text)
 
 
-_LOADED: dict[tuple, Any] = {}
+_LOADED: dict[tuple, LLM] = {}
+_LOAD_LOCK = threading.Lock()
 
 
 def load_llm(cfg: Any) -> LLM:
-    """The configured LLM: ``models.llm_endpoint`` set -> `OpenAIClient`, else a local `HFModel`,
-    loaded once per process (later calls with the same settings reuse it)."""
+    """The configured LLM: ``models.llm_endpoint`` set -> `OpenAIClient`; else the local backend
+    ``models.llm_backend`` ('ct2' = CTranslate2 int8, converted once and cached; 'hf' =
+    transformers float32), loaded once per process (later calls with the same settings reuse it;
+    backends are safe to share between sessions)."""
     if cfg.models.llm_endpoint:
+        from recagent.agent.llm_openai import OpenAIClient
+
         return OpenAIClient.from_config(cfg)
-    key = (cfg.models.llm, cfg.models.llm_adapter, cfg.models.device, str(cfg.paths.cache))
-    model = _LOADED.get(key)
-    if model is None:
-        model = _LOADED[key] = HFModel.from_config(cfg)
+    backend = getattr(cfg.models, "llm_backend", "ct2")
+    if backend not in BACKENDS:
+        raise ConfigError(f"models.llm_backend = '{backend}': use one of {', '.join(BACKENDS)} "
+                          "(or set models.llm_endpoint for an OpenAI-compatible server).")
+    key = (backend, cfg.models.llm, cfg.models.llm_adapter, cfg.models.device, str(cfg.paths.cache))
+    with _LOAD_LOCK:
+        model = _LOADED.get(key)
+        if model is None:
+            if backend == "ct2":
+                from recagent.agent.llm_ct2 import CT2Model as cls
+            else:
+                from recagent.agent.llm_hf import HFModel as cls
+            model = _LOADED[key] = cls.from_config(cfg)
     model.max_new_tokens, model.max_seconds = cfg.agent.max_new_tokens, cfg.agent.max_seconds
     model.temperature = cfg.agent.temperature
     return model
+
+
+class _AnyEvent:
+    """Looks like a ``threading.Event`` for ``is_set``: set when either event is."""
+
+    def __init__(self, a: threading.Event, b: threading.Event | None):
+        self.a, self.b = a, b
+
+    def is_set(self) -> bool:
+        return self.a.is_set() or (self.b is not None and self.b.is_set())
+
+
+def __getattr__(name: str):  # the backends moved to their own modules; keep the old imports working
+    if name == "HFModel":
+        from recagent.agent.llm_hf import HFModel
+
+        return HFModel
+    if name == "CT2Model":
+        from recagent.agent.llm_ct2 import CT2Model
+
+        return CT2Model
+    if name == "OpenAIClient":
+        from recagent.agent.llm_openai import OpenAIClient
+
+        return OpenAIClient
+    raise AttributeError(name)

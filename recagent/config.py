@@ -65,6 +65,8 @@ class DataConfig:
 class ModelsConfig:
     llm: str = opt("smollm2-135m-instruct", "LLM: a cached alias, a local directory, or a hub id (online users)")
     llm_adapter: str = opt("", "optional LoRA adapter directory (from `recagent finetune`)")
+    llm_backend: str = opt("ct2", "local LLM runtime: 'ct2' (CTranslate2 int8, converted once at `models pull`; ~2-3x "
+                                  "faster on CPU) or 'hf' (transformers float32, the reference)")
     llm_endpoint: str = opt("", "OpenAI-compatible base URL (vLLM, Ollama, ...); when set, `llm` is the served model name")
     llm_api_key_env: str = opt("OPENAI_API_KEY", "environment variable holding the endpoint's API key, if it needs one")
     text_encoder: str = opt("all-minilm-l6-v2", "sentence-transformers model: cached alias, local directory or hub id")

@@ -1,23 +1,27 @@
-"""LLM backends: the fake queue, a tiny random Llama through HFModel (batching, streaming,
-budgets) and the OpenAI-compatible client against a local HTTP server."""
+"""LLM backends: one shared contract (batching, streaming, budgets, Stop, concurrent sessions) run
+against transformers (`HFModel`), CTranslate2 (`CT2Model`) on a tiny random Llama and the test
+fake; the OpenAI-compatible client against a local HTTP server."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from fakes import FakeLLM
 
-from recagent.agent.llm import LLM, FakeLLM, OpenAIClient, as_messages
+from recagent.agent.llm import LLM, as_messages, stopping
+from recagent.agent.llm_openai import OpenAIClient
 from recagent.errors import ConfigError, ModelError
 
 
-def test_fake_llm_queue_and_protocol():
+def test_fake_llm_queue_and_base_class():
     llm = FakeLLM(["one", "two three"], default="dflt")
     assert isinstance(llm, LLM)
     assert llm.generate("hi") == "one"
-    assert "".join(llm.stream([{"role": "user", "content": "x"}])) == "two three"
+    assert list(llm.stream([{"role": "user", "content": "x"}])) == ["two", " three"]
     assert llm.generate_batch(["a", "b"]) == ["dflt", "dflt"]
     assert llm.calls[0] == [{"role": "user", "content": "hi"}] and len(llm.calls) == 4
 
@@ -47,59 +51,155 @@ def tiny_llama(tmp_path_factory, cache_dir):
     return out
 
 
-def test_hf_model_batch_matches_single_and_is_deterministic(tiny_llama):
-    from recagent.agent.llm import HFModel
+@pytest.fixture(scope="module")
+def tiny_ct2(tiny_llama, tmp_path_factory):
+    """The tiny Llama converted for the fast backend (the same code path as `models pull`)."""
+    pytest.importorskip("ctranslate2")
+    from recagent.models import convert_for_fast_backend
 
-    m = HFModel(str(tiny_llama), max_new_tokens=6)
-    prompts = ["Hello there, how are you today my friend?", [{"role": "system", "content": "Be brief."},
-                                                            {"role": "user", "content": "Hi"}]]
-    single = [m.generate(p) for p in prompts]
-    batch = m.generate_batch(prompts)
-    assert batch == single                       # left padding keeps batched greedy output identical
-    assert m.generate(prompts[0]) == single[0]   # greedy = deterministic
-    assert "".join(m.stream(prompts[0])).strip() == single[0]
+    return convert_for_fast_backend(tiny_llama, tmp_path_factory.mktemp("tiny-ct2") / "ct2", log_fn=lambda m: None)
 
 
-def test_shared_prefix_cache_gives_the_same_output(tiny_llama):
-    from recagent.agent.llm import HFModel
-
-    m = HFModel(str(tiny_llama), max_new_tokens=6)
-    system = {"role": "system", "content": "You explain movie picks. " * 12}   # a long shared prefix
-    prompts = [[system, {"role": "user", "content": q}] for q in ("Toy Story", "A much longer question here", "Fargo")]
-    m.min_prefix = 10**9
-    plain = m.generate_batch(prompts)
-    m.min_prefix = 32
-    cached = m.generate_batch(prompts)
-    assert len(m._prefixes) == 1 and cached == plain
-    assert m.generate_batch(prompts) == plain                # the stored prefix is reused unchanged
+SYSTEM = {"role": "system", "content": "You explain picks from a catalog of things. " * 8}   # a long shared prefix
+PROMPTS = ["Hello there, how are you today my friend?",
+           [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]]
 
 
-def test_hf_model_stops_at_the_token_and_time_budgets(tiny_llama):
-    from recagent.agent.llm import HFModel
+class LLMContract:
+    """What every local backend must do; subclasses provide the ``llm`` fixture (``max_new_tokens=6``)."""
 
-    m = HFModel(str(tiny_llama), max_new_tokens=5)
-    assert len(m.tokenizer(m.generate("Count"))["input_ids"]) <= 6
-    m.max_seconds = 0.0                          # the deadline stopping criterion ends after one token
-    short = m.generate("Count", max_new_tokens=200)
-    assert len(m.tokenizer(short)["input_ids"]) <= 3
+    def test_batch_matches_single_and_is_deterministic(self, llm):
+        single = [llm.generate(p) for p in PROMPTS]
+        assert llm.generate_batch(PROMPTS) == single       # batched greedy output = one at a time
+        assert llm.generate(PROMPTS[0]) == single[0]        # greedy = deterministic
+        assert "".join(llm.stream(PROMPTS[0])).strip() == single[0]
+        assert any(single), "the model generated nothing: the contract tests would prove little"
+
+    def test_shared_prefix_cache_gives_the_same_output(self, llm):
+        prompts = [[SYSTEM, {"role": "user", "content": q}] for q in ("Toy Story", "A much longer question here", "Fargo")]
+        llm.min_prefix = 10**9
+        plain = llm.generate_batch(prompts)
+        llm.min_prefix = 32
+        assert llm.generate_batch(prompts) == plain
+        assert llm.generate_batch(prompts) == plain        # the stored prefix is reused unchanged
+        assert llm.generate_batch(prompts[1:]) == plain[1:]
+
+    def test_token_and_time_budgets(self, llm):
+        assert len(llm.tokenizer(llm.generate("Count", max_new_tokens=5))["input_ids"]) <= 6
+        llm.max_seconds = 0.0                           # the wall-time budget ends it at once
+        try:
+            short = llm.generate("Count", max_new_tokens=200)
+        finally:
+            llm.max_seconds = 20.0
+        assert len(llm.tokenizer(short)["input_ids"]) <= 3
+
+    def test_stop_ends_a_running_generation(self, llm):
+        budget = 300
+        full = llm.generate("Count to a thousand", max_new_tokens=budget)
+        n_full = len(llm.tokenizer(full)["input_ids"])
+        assert n_full > 100                             # without Stop it runs long (no early end of text)
+        stop = threading.Event()
+        out: list[str] = []
+        worker = threading.Thread(target=lambda: out.append(llm.generate("Count to a thousand", budget, stop=stop)))
+        worker.start()
+        time.sleep(0.05)
+        stop.set()                                      # e.g. the UI's Stop button, from another thread
+        worker.join(timeout=10)
+        assert not worker.is_alive() and out
+        assert len(llm.tokenizer(out[0])["input_ids"]) < n_full
+        with stopping(stop):                            # the same through the context (no argument)
+            assert llm.generate("Count to a thousand", budget) == ""
+            assert list(llm.stream("Count to a thousand", budget)) == []
+
+    def test_closing_a_stream_frees_the_model(self, llm):
+        gen = llm.stream("Count to a thousand", max_new_tokens=400)
+        first = next(gen)
+        gen.close()                                     # the reader went away: the worker ends
+        assert first
+        assert llm.generate(PROMPTS[1]) == llm.generate(PROMPTS[1])
+
+    def test_two_sessions_generating_at_once_get_their_own_output(self, llm):
+        prompts = ["Tell me about robots in space", [SYSTEM, {"role": "user", "content": "Fargo"}]]
+        alone = [llm.generate(p, max_new_tokens=40) for p in prompts]
+        got: dict[int, list[str]] = {0: [], 1: []}
+        barrier = threading.Barrier(2)
+
+        def session(i: int) -> None:
+            barrier.wait()
+            for _ in range(3):
+                got[i].append(llm.generate(prompts[i], max_new_tokens=40))
+
+        threads = [threading.Thread(target=session, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert got[0] == [alone[0]] * 3 and got[1] == [alone[1]] * 3
+        assert alone[0] != alone[1]
 
 
-def test_stream_closed_early_stops_generation(tiny_llama):
-    from recagent.agent.llm import HFModel
+class TestHFBackend(LLMContract):
+    @pytest.fixture(scope="class")
+    def llm(self, tiny_llama):
+        from recagent.agent.llm_hf import HFModel
 
-    m = HFModel(str(tiny_llama), max_new_tokens=400)
-    gen = m.stream("Count to a thousand")
-    first = next(gen)
-    gen.close()                                  # the reader went away: the worker thread ends
-    assert first and m._lock.acquire(timeout=5)  # the model is free again
-    m._lock.release()
+        return HFModel(str(tiny_llama), max_new_tokens=6)
+
+    def test_missing_adapter_is_a_clear_error(self, tiny_llama, tmp_path):
+        from recagent.agent.llm_hf import HFModel
+
+        with pytest.raises(ModelError, match="adapter_config.json"):
+            HFModel(str(tiny_llama), adapter=str(tmp_path))
 
 
-def test_hf_model_missing_adapter_is_a_clear_error(tiny_llama, tmp_path):
-    from recagent.agent.llm import HFModel
+class TestCT2Backend(LLMContract):
+    @pytest.fixture(scope="class")
+    def llm(self, tiny_ct2):
+        from recagent.agent.llm_ct2 import CT2Model
 
-    with pytest.raises(ModelError, match="adapter_config.json"):
-        HFModel(str(tiny_llama), adapter=str(tmp_path))
+        return CT2Model(str(tiny_ct2), threads=1, max_new_tokens=6)
+
+    def test_greedy_text_matches_transformers(self, llm, tiny_llama):
+        from recagent.agent.llm_hf import HFModel
+
+        hf = HFModel(str(tiny_llama), max_new_tokens=12)
+        ref = [hf.generate(p) for p in PROMPTS]
+        fp32 = type(llm)(llm.path, compute_type="float32", threads=1, max_new_tokens=12)
+        assert [fp32.generate(p) for p in PROMPTS] == ref   # the conversion itself changes nothing
+
+    def test_conversion_is_cached_and_redone_when_the_source_changes(self, tiny_llama, tiny_ct2):
+        from recagent.models import convert_for_fast_backend
+
+        msgs: list[str] = []
+        assert convert_for_fast_backend(tiny_llama, tiny_ct2, log_fn=msgs.append) == tiny_ct2
+        assert msgs == []                               # current: nothing converted again
+        (tiny_ct2 / "model.bin").write_bytes(b"broken")
+        convert_for_fast_backend(tiny_llama, tiny_ct2, log_fn=msgs.append)
+        assert any("converting" in m for m in msgs) and (tiny_ct2 / "model.bin").stat().st_size > 1000
+
+    def test_not_a_converted_folder_is_a_clear_error(self, tiny_llama):
+        from recagent.agent.llm_ct2 import CT2Model
+
+        with pytest.raises(ModelError, match="models pull"):
+            CT2Model(str(tiny_llama))
+
+
+class TestFakeLLM(LLMContract):
+    """The fake passes the parts of the contract that do not need a real model."""
+
+    @pytest.fixture
+    def llm(self):
+        return FakeLLM(lambda msgs: "pick " + msgs[-1]["content"][:12])
+
+    test_token_and_time_budgets = test_stop_ends_a_running_generation = None  # canned text has no tokens to cut
+    test_shared_prefix_cache_gives_the_same_output = None
+
+
+def test_load_llm_picks_backend_and_rejects_unknown(cfg):
+    from recagent.agent.llm import load_llm
+
+    with pytest.raises(ConfigError, match="llm_backend"):
+        load_llm(cfg.replace("models", llm_backend="vllm"))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -171,4 +271,5 @@ def test_load_llm_picks_the_endpoint(cfg):
     from recagent.agent.llm import load_llm
 
     llm = load_llm(cfg.replace("models", llm_endpoint="http://127.0.0.1:8000", llm="qwen"))
+    assert llm.name == "openai:qwen"
     assert isinstance(llm, OpenAIClient) and llm.url == "http://127.0.0.1:8000/v1/chat/completions"
