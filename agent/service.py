@@ -33,7 +33,9 @@ def build_agent(cfg: Any, dataset, llm=None, ranker=None, text_encoder: bool = T
     if ranker is None:
         ranker = select_ranker(cfg, dataset) if text_encoder else \
             SimpleRanker(dataset, like_threshold=cfg.agent.like_threshold)
-    return Agent(dataset, llm=llm, ranker=ranker, settings=cfg.agent)
+    from recagent.agent.vocab import nouns_for
+
+    return Agent(dataset, llm=llm, ranker=ranker, settings=cfg.agent, nouns=nouns_for(dataset, cfg.data))
 
 
 def _progress(msg: str) -> None:
@@ -56,9 +58,10 @@ def select_ranker(cfg: Any, dataset):
         ranker = FusionCandidateRanker.from_config(cfg, dataset, train=choice == "fusion", log_fn=_progress)
         if ranker is not None:
             return ranker
+        from recagent.ranking.train import train_hint
+
         log.warning("no trained fusion ranker for %s yet: using the simple ranker. Train it once with "
-                    "`recagent recommend --dataset %s --user <id> --model fusion`, or --set agent.ranker=fusion.",
-                    dataset.name, dataset.name)
+                    "`%s`, or --set agent.ranker=fusion.", dataset.name, train_hint(dataset, "B", "fusion"))
     return SimpleRanker.from_config(cfg, dataset)
 
 
@@ -93,8 +96,10 @@ def explain_for_user(cfg: Any, dataset, user_id: str, item_ids: Sequence[str], l
             llm = load_llm(cfg)
         from recagent.agent.ranker import SimpleRanker
 
+        from recagent.agent.vocab import nouns_for
+
         agent = Agent(dataset, llm=llm, ranker=SimpleRanker(dataset, like_threshold=cfg.agent.like_threshold),
-                      settings=cfg.agent)
+                      settings=cfg.agent, nouns=nouns_for(dataset, cfg.data))
     from recagent.agent.dialogue import SessionState
 
     history = agent.history_rows(SessionState(user_id=user_id))

@@ -4,6 +4,7 @@ encoder): cold start, constraints, feedback, known users, safety, streaming."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -215,3 +216,72 @@ def test_new_user_with_no_likes_never_gets_since_you_liked(tiny):
     for it in reply.items:
         low = it.reason.lower()
         assert "you liked" not in low and "1 of 1" not in low and it.reason_source == "template", it.reason
+
+
+RECIPES = """item_id,title,text,categories
+r1,Lemon Tart,A sharp lemon custard in a butter crust,Dessert|French
+r2,Chocolate Mousse,Airy dark chocolate mousse,Dessert|French
+r3,Pad Thai,Rice noodles with tamarind and peanuts,Noodles|Thai
+r4,Green Curry,Coconut curry with basil,Curry|Thai
+r5,Ramen Bowl,Pork broth noodles with egg,Noodles|Japanese
+r6,Miso Soup,Light soup with tofu and seaweed,Soup|Japanese
+r7,Onion Soup,Slow onions under a cheese crust,Soup|French
+r8,Mango Sticky Rice,Sweet rice with mango,Dessert|Thai
+"""
+
+
+@pytest.fixture
+def recipes(tmp_path):
+    from recagent.data import load_files
+
+    (tmp_path / "recipes.csv").write_text(RECIPES, encoding="utf-8")
+    rows = ["user_id,item_id,timestamp,rating"]
+    for u in range(8):
+        cooked = ["r1", "r2", "r7", "r8"] if u % 2 else ["r3", "r4", "r5", "r8"]
+        rows += [f"c{u},{it},{1000 + 10 * u + j},5" for j, it in enumerate(cooked)]
+    (tmp_path / "cooked.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return load_files(tmp_path / "recipes.csv", tmp_path / "cooked.csv", name="recipes")
+
+
+MOVIE_WORDS = re.compile(r"\b(movies?|films?|viewers?|genres?|watch(ed|ing)?)\b", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("with_llm", [False, True])
+def test_a_recipe_catalog_is_never_described_as_movies(recipes, with_llm):
+    from recagent.agent.vocab import Nouns
+
+    def parrot(msgs):  # echoes the fact sheet's words back, as a small model does
+        return "This " + msgs[-1]["content"].splitlines()[0].split(":", 1)[0].lower() + " fits what you asked for."
+
+    llm = FakeLLM(parrot) if with_llm else None
+    ranker = SimpleRanker(recipes, encoder=HashEncoder(dim=64))
+    agent = Agent(recipes, llm=llm, ranker=ranker, settings=AgentConfig(k=5), nouns=Nouns("recipe", "cuisine"))
+    titles = set(recipes.catalog.items["title"])
+    for user, msgs in [(None, ["something Thai with noodles", "I liked Pad Thai, more like it", "not #1"]),
+                       ("c1", ["a French dessert"])]:
+        session = agent.new_session(user)
+        for m in msgs:
+            reply = agent.respond(session, m)
+            text = reply.text + " " + json.dumps(reply.profile or {})
+            assert not MOVIE_WORDS.search(text), MOVIE_WORDS.search(text)
+            for it in reply.items:
+                assert it.title in titles
+                named = {recipes.catalog.items["title"].iloc[r] for r in agent.verifier.named_items(it.reason)}
+                assert named <= titles
+    if with_llm:
+        prompts = " ".join(m["content"] for call in llm.calls for m in call)
+        assert llm.calls and not MOVIE_WORDS.search(prompts), MOVIE_WORDS.search(prompts)
+        assert "recipe" in prompts.lower() and "cuisine" in prompts.lower()
+
+
+def test_nouns_come_from_config_then_the_builtin_data_set_then_generic(recipes, cfg):
+    import dataclasses
+
+    from recagent.agent.vocab import Nouns, nouns_for
+
+    assert nouns_for(recipes) == Nouns("item", "category")
+    assert nouns_for(recipes, dataclasses.replace(cfg.data, item_noun="recipe", category_noun="cuisine")) == \
+        Nouns("recipe", "cuisine")
+    ml = type("DS", (), {"name": "ml-100k", "builtin": True})()
+    assert nouns_for(ml) == Nouns("movie", "genre") and Nouns("movie", "genre").categories == "genres"
+    assert Nouns("dish", "category").items == "dishes" and Nouns("item", "category").categories == "categories"
