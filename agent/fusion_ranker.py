@@ -4,15 +4,16 @@ Candidates are the union of the ChromaDB item index's text search on the turn's 
 neighbours of the user's liked items, and the FusionRanker's own top-N over the catalog (its CF
 and sequential channels); the FusionRanker then scores the union, with the query similarity
 and constraint match as extra features. The hard constraints and exclusions filter the result,
-so every returned item satisfies them. The fusion model is the one ``recagent recommend
---model fusion`` / ``recagent eval`` trained and saved under ``<runs>/<dataset>-B/models/fusion``
-(Protocol B training data: everything but each user's last two ratings).
+so every returned item satisfies them. The fusion model comes from the training home
+(``recagent.ranking.train.load_or_train``): the one ``recagent train --protocol B --models
+fusion`` (or ``eval`` / ``recommend``) saved for this very data (its fingerprint must match), or
+trained now when ``agent.ranker=fusion`` (Protocol B training data: everything but each user's
+last two ratings).
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -46,20 +47,18 @@ class FusionCandidateRanker:
     def from_config(cls, cfg: Any, dataset, train: bool = False, log_fn: Callable[[str], None] = log.info
                     ) -> "FusionCandidateRanker | None":
         """Open the index (building it on first use) and load the saved fusion model; ``None``
-        when no fusion model is saved and ``train`` is off (the caller falls back)."""
-        from recagent.ranking.base import Recommender
+        when no current fusion model is saved and ``train`` is off (the caller falls back)."""
+        from recagent.ranking.train import load_or_train
         from recagent.retrieval import ItemIndex
+        from recagent.runs import StaleRunError, layout
 
-        rd = Path(cfg.paths.runs) / f"{dataset.name}-B"
-        mdir = rd / "models" / "fusion"
-        if not (mdir / "model.json").is_file():
-            if not train:
-                return None
-            from recagent.eval.runner import run_eval
-
-            log_fn(f"training the fusion ranker for {dataset.name} (one-off, a few minutes) into {rd} ...")
-            run_eval(cfg.replace("ranking", ablations=False), dataset, "B", ["fusion"], rd, log=log_fn)
-        fusion = Recommender.load(mdir)
+        try:
+            fusion = load_or_train(cfg.replace("ranking", ablations=False), dataset, "B", ["fusion"],
+                                   layout(cfg, dataset), log=log_fn, allow_train=train,
+                                   command="recagent chat (first start)")["fusion"]
+        except StaleRunError as exc:
+            log_fn(str(exc))
+            return None
         index = ItemIndex.open(cfg, dataset.name)
         index.ensure_built(dataset, log_fn=log_fn)
         return cls(dataset, index, fusion, like_threshold=cfg.agent.like_threshold,

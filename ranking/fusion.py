@@ -82,7 +82,7 @@ class FusionRanker(Recommender):
 
     def _fit(self, train: History, valid: Any, base_models: dict | None = None, text_emb: np.ndarray | None = None,
              image_emb: np.ndarray | None = None, has_image: np.ndarray | None = None, items: np.ndarray | None = None,
-             features: tuple | None = None, log=None, **kw: Any) -> None:
+             features: tuple | None = None, src: FeatureSources | None = None, log=None, **kw: Any) -> None:
         """Args:
             base_models: fitted channel models by name (fit on train only!); missing CF
                 channels are fit here with defaults.
@@ -90,12 +90,13 @@ class FusionRanker(Recommender):
             items: the item universe to rank over (default: all items).
             features: precomputed ``(X, M, ctx, cand, targets)`` from ``training_features``
                 (eval reuses them across ablations).
+            src: ready feature sources (shared by ablation variants).
         """
         if valid is None:
             raise ValueError("FusionRanker.fit needs validation interactions (a Split or valid=DataFrame)")
         t0 = time.time()
         self.items_ = np.arange(train.n_items) if items is None else np.asarray(items)
-        self.src = self.src or make_sources(train, self.params, base_models, text_emb, image_emb, has_image, log)
+        self.src = src or self.src or make_sources(train, self.params, base_models, text_emb, image_emb, has_image, log)
         if features is None:
             features = self.training_features(train, valid)
         X, M, ctx, cand, targets = features
@@ -116,29 +117,32 @@ class FusionRanker(Recommender):
                 "holdout_ndcg10": round(float(np.mean([i.get("holdout_ndcg10", np.nan) for i in infos])), 4)}
         self.info.update(info, fit_seconds=round(time.time() - t0, 1))
 
-    def training_features(self, train: History, valid: Any) -> tuple:
+    def training_features(self, train: History, valid: Any, src: FeatureSources | None = None,
+                          items: np.ndarray | None = None) -> tuple:
         """``(X, M, ctx, cand, targets)`` over ALL channels for the valid users (features from
-        train-only histories and models; targets = their valid items)."""
+        train-only histories and models; targets = their valid items).
+
+        Args:
+            src: the feature sources (default: this model's).
+            items: the item universe (default: this model's).
+        """
+        src = src or self.src
+        items = self.items_ if items is None else np.asarray(items)
         v = valid if isinstance(valid, pd.DataFrame) else valid.frame
         users = np.unique(v["uidx"].to_numpy())
         col = np.full(train.n_items, -1)
-        col[self.items_] = np.arange(len(self.items_))
-        targets = np.zeros((len(users), len(self.items_)), bool)
+        col[items] = np.arange(len(items))
+        targets = np.zeros((len(users), len(items)), bool)
         row = np.searchsorted(users, v["uidx"].to_numpy())
         c = col[v["iidx"].to_numpy()]
         targets[row[c >= 0], c[c >= 0]] = True
-        X, M, ctx, cand = self._features_all(users, train, users, self.items_)
+        X, M, ctx, cand = features_all(src, users, train, users, items)
         return X, M, ctx, cand, targets & cand
 
     def _features_all(self, users, history: History, model_users, items: np.ndarray, profile_text=None,
                       profile_clip=None):
         """Features over ``items`` (the columns); reads the model, never changes it (thread-safe)."""
-        F, M = build_features(self.src, list(CHANNELS), users, history, items, model_users, profile_text, profile_clip)
-        seen = history.for_users(users)[:, items].toarray() > 0
-        cand = ~seen
-        X = normalize(F, M, cand)
-        hist_len = np.array([len(history.sequences[u]) for u in users])
-        return X, M, context(M, cand, hist_len), cand
+        return features_all(self.src, users, history, model_users, items, profile_text, profile_clip)
 
     def _select(self, _n: int) -> tuple[list, list]:
         chans = [CHANNELS.index(c) for c in self.params["channels"]]
@@ -299,6 +303,16 @@ class FusionRanker(Recommender):
         self.net = _ensemble([_net(len(sc), self.params["hidden"], self.params["mlp"])
                               for _ in range(max(1, int(self.params["members"])))])
         self.net.load_state_dict(torch.load(Path(directory) / "net.pt", weights_only=True))
+
+
+def features_all(src: FeatureSources, users: np.ndarray, history: History, model_users: np.ndarray | None,
+                 items: np.ndarray, profile_text=None, profile_clip=None) -> tuple:
+    """``(X, M, ctx, cand)`` of every channel for ``users`` over the columns ``items``."""
+    F, M = build_features(src, list(CHANNELS), users, history, items, model_users, profile_text, profile_clip)
+    cand = ~(history.for_users(users)[:, items].toarray() > 0)
+    X = normalize(F, M, cand)
+    hist_len = np.array([len(history.sequences[u]) for u in users])
+    return X, M, context(M, cand, hist_len), cand
 
 
 def _rows(a: np.ndarray | None, start: int, n: int = 256) -> np.ndarray | None:

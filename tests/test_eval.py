@@ -29,7 +29,9 @@ def test_run_eval_all_models_and_report(tiny, fast_cfg, tmp_path):
     assert r.best_baseline in r.results and r.best_baseline != "fusion"
     assert "fusion" in r.ci and r.ci["fusion"]["ndcg@10"]["low"] <= r.ci["fusion"]["ndcg@10"]["high"]
     assert "all" in r.ablations and "only ease" in r.ablations and "all - ease" in r.ablations
-    assert (tmp_path / "run" / "models" / "fusion" / "net.pt").is_file()
+    assert (tmp_path / "run" / "models" / "B" / "fusion" / "net.pt").is_file()
+    assert (tmp_path / "run" / "models" / "B" / "fusion" / "data.json").is_file()
+    assert (tmp_path / "run" / "models" / "B" / "fusion" / "config.toml").is_file()
     d = write_report(r, tmp_path / "rep")
     md = (d / "report.md").read_text()
     assert "measured elsewhere" in md and "0.1005" in md          # peer numbers of Protocol B, labelled

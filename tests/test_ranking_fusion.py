@@ -10,6 +10,7 @@ from recagent.ranking.baselines import EASE
 from recagent.ranking.features import CHANNELS, FeatureSources, build_features, normalize
 from recagent.ranking.fusion import FusionRanker, train_fusion
 from recagent.retrieval.encoders import HashEncoder
+from ranking_data import write_recipes
 
 PARAMS = dict(hidden=8, mlp=False, lr=0.05, weight_decay=0.0, epochs=60, patience=10, batch_users=64, seed=0)
 
@@ -127,25 +128,6 @@ def test_unknown_channel_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown channel"):
         FusionRanker(channels=["ease", "telepathy"])
     assert set(FusionRanker().params["channels"]) <= set(CHANNELS)
-
-
-def write_recipes(folder, n_users=40, n_items=120, per_user=12, seed=0):
-    """A small non-movie data set (recipes; users cook within one of four cuisines)."""
-    rng = np.random.default_rng(seed)
-    cuisines = ["Thai", "Italian", "Mexican", "Nordic"]
-    items = ["item_id,title,text,categories"]
-    for i in range(n_items):
-        c = cuisines[i % 4]
-        items.append(f"r{i},{c} dish {i},A {c.lower()} recipe number {i} with {['rice', 'pasta', 'beans', 'fish'][i % 4]},{c}")
-    rows = ["user_id,item_id,timestamp,rating"]
-    for u in range(n_users):
-        pool = [i for i in range(n_items) if i % 4 == u % 4]
-        for j, i in enumerate(rng.choice(pool, per_user, replace=False)):
-            rows.append(f"u{u},r{i},{1_000_000 + 1000 * u + j},{int(rng.integers(3, 6))}")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "items.csv").write_text("\n".join(items) + "\n", encoding="utf-8")
-    (folder / "log.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return folder / "items.csv", folder / "log.csv"
 
 
 def test_concurrent_rank_calls_on_one_shared_model_match_single_threaded(tmp_path):

@@ -44,6 +44,7 @@ COMMAND_MODULES = [
     "recagent.cli.config_cmd",
     "recagent.cli.index",      # index build, search            (retrieval/)
     "recagent.cli.evaluate",   # eval, recommend                (ranking/, eval/)
+    "recagent.cli.train",      # train                          (ranking/train.py)
     "recagent.cli.chat",       # chat                           (agent/, ui/)
     "recagent.cli.finetune",   # finetune                       (finetune/)
 ]

@@ -24,23 +24,26 @@ from recagent.cli.common import Run, common_options, table
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Write report.md + PNG plots + results.json here.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
-              help="Where trained models go (default: <runs>/<dataset>-<protocol>).")
+              help="A run folder for the trained models (default: the data set's folder under the runs folder).")
 @common_options
 def eval_cmd(run: Run, dataset, protocol, models_text, save_recommendations, save_split, report_dir, run_dir) -> None:
     from recagent.data import load_dataset, make_split
     from recagent.eval.runner import parse_models, run_eval
+    from recagent.paths import atomic_write_text
+    from recagent.runs import layout, record_run
 
     cfg = run.config
     protocol = protocol.upper()
     models = parse_models(models_text)
     ds = load_dataset(cfg, dataset, log_fn=run.log)
-    rd = Path(run_dir) if run_dir else cfg.paths.runs / f"{ds.name}-{protocol}"
+    lay = layout(cfg, ds, run=run_dir)
+    rd = lay.models(protocol)
     if save_split:
         make_split(ds, protocol, cfg.data).save(save_split)
         run.log(f"split written to {save_split}")
-    res = run_eval(cfg, ds, protocol, models, rd, log=run.log)
-    cfg.save(rd / "config.toml")
-    (rd / "results.json").write_text(json.dumps(res.to_json(), indent=2, default=float), encoding="utf-8")
+    res = run_eval(cfg, ds, protocol, models, lay, log=run.log)
+    record_run(cfg, rd, f"recagent eval --protocol {protocol} --models {','.join(models)}")
+    atomic_write_text(rd / "results.json", json.dumps(res.to_json(), indent=2, default=float))
     if save_recommendations:
         name = "fusion" if "fusion" in res.top else max(res.results, key=lambda m: res.results[m]["ndcg@10"])
         _write_recs(Path(save_recommendations), ds, res.per_user[name], res.top[name], _users(ds, protocol, cfg))
@@ -71,37 +74,41 @@ def _write_recs(path: Path, ds, per_user, top, users) -> None:
             fh.write(json.dumps({"user_id": str(ds.user_ids[u]), "items": [str(ids[i]) for i in row if i >= 0]}) + "\n")
 
 
-@click.command("recommend", help="Top-K items for one known user, from a model trained by `recagent eval` "
-               "(trained now and saved if missing).\n\n\b\nExample:\n  recagent recommend --dataset ml-100k --user 42 --k 10")
+@click.command("recommend", help="Top-K items for one known user, from a model saved by `recagent train` or "
+               "`recagent eval` (trained now if missing or trained on other data).\n\n\b\nExample:\n"
+               "  recagent recommend --dataset ml-100k --user 42 --k 10")
 @click.option("--dataset", default=None, help="Built-in data set (ml-100k) or 'custom'.")
 @click.option("--user", "user_id", required=True, help="Original user id.")
 @click.option("--k", default=10, show_default=True, type=click.IntRange(1, 1000), help="How many items.")
 @click.option("--model", "model_name", default="ease", show_default=True,
-              help="pop,itemknn,ease,bpr,sasrec,content or fusion (fusion trains every channel on first use).")
+              help="One of pop,itemknn,ease,bpr,sasrec,content,fusion (fusion trains every channel on first use).")
 @click.option("--protocol", type=click.Choice(["A", "B", "a", "b"]), default="B", show_default=True,
-              help="Which run's models to use (B: trained on all ratings).")
-@click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="Default: <runs>/<dataset>-<protocol>.")
+              help="Which protocol's models to use (B: trained on all ratings).")
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="A run folder (default: the data set's folder under the runs folder).")
+@click.option("--no-train", is_flag=True, help="Fail instead of training a missing or out-of-date model.")
 @click.option("--explain", is_flag=True, help="Add a grounded reason per item (the LLM, verified; templates with --set "
               "agent.explain_with_llm=false).")
 @common_options
-def recommend_cmd(run: Run, dataset, user_id, k, model_name, protocol, run_dir, explain) -> None:
+def recommend_cmd(run: Run, dataset, user_id, k, model_name, protocol, run_dir, no_train, explain) -> None:
     from recagent.data import load_dataset
     from recagent.errors import ConfigError
-    from recagent.eval.runner import parse_models, run_eval
-    from recagent.ranking.base import History, Recommender
+    from recagent.eval.runner import parse_models
+    from recagent.ranking.base import History
+    from recagent.ranking.train import load_or_train
+    from recagent.runs import layout
 
     cfg = run.config
     protocol = protocol.upper()
-    parse_models(model_name)
+    if "," in model_name or model_name.strip().lower() == "all":
+        raise ConfigError(f"--model {model_name!r}: recommend uses one model; pick one, e.g. --model "
+                          f"{model_name.split(',')[0].strip() or 'ease'} (compare several with `recagent eval --models`).")
+    model_name = parse_models(model_name)[0]
     ds = load_dataset(cfg, dataset, log_fn=run.log)
     if str(user_id) not in ds.user_index:
         raise ConfigError(f"--user {user_id}: unknown user in {ds.name}; user ids look like {ds.user_ids[0]!r}.")
-    rd = Path(run_dir) if run_dir else cfg.paths.runs / f"{ds.name}-{protocol}"
-    mdir = rd / "models" / model_name
-    if not (mdir / "model.json").is_file():
-        run.log(f"no saved {model_name} in {rd}; training it now (one-off) ...")
-        run_eval(cfg.replace("ranking", ablations=False), ds, protocol, [model_name], rd, log=run.log)
-    model = Recommender.load(mdir)
+    model = load_or_train(cfg, ds, protocol, [model_name], layout(cfg, ds, run=run_dir), run.log,
+                          allow_train=not no_train, command=f"recagent recommend --model {model_name}")[model_name]
     u = ds.user_index[str(user_id)]
     full = History.from_frame(ds.encoded(), ds.n_users, ds.n_items)  # everything the user has seen
     ids, scores = model.recommend(np.array([u]), k, history=full, items=model.info.get("items") or None)
