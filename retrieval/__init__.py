@@ -4,9 +4,11 @@ Public API (what ranking/ and agent/ call)::
 
     from recagent.retrieval import ItemIndex, Filters
 
-    index = ItemIndex.open(cfg, "ml-100k")        # <runs_dir>/ml-100k/index, or cfg.retrieval.chroma_url
-    index.build(dataset, progress=True)          # incremental: re-embeds only new/changed items
-    index.ensure_built(dataset)                  # build only if never built (first use)
+    index = ItemIndex.open(cfg, dataset)          # runs.layout(cfg, dataset).index, or cfg.retrieval.chroma_url
+    index.build(dataset, progress=True)          # incremental, under the index's write lock
+    index.ensure_built(dataset)                  # build on first use, finish an interrupted build, update a stale one
+    index.health(dataset)                        # ok / empty / incomplete / stale / damaged (checked once per process)
+    index.rebuild(dataset)                       # delete + build: the repair for a damaged store
 
     hits = index.query_text("space adventure with robots", k=10,
                             include_categories=["Sci-Fi"], exclude_categories=["Horror"],
@@ -28,10 +30,10 @@ is set; otherwise querying them raises ``IndexError_`` saying so. Checkpoint for
 
 from recagent.retrieval.encoders import BaseEncoder, Encoder, HashEncoder, TextEncoder, l2_normalize
 from recagent.retrieval.filters import Filters, Hit, merge_channels
-from recagent.retrieval.index import CHANNELS, BuildReport, ItemIndex
+from recagent.retrieval.index import CHANNELS, BuildReport, Health, ItemIndex
 
 __all__ = ["BaseEncoder", "Encoder", "HashEncoder", "TextEncoder", "l2_normalize", "Filters", "Hit", "merge_channels",
-           "CHANNELS", "BuildReport", "ItemIndex", "ClipEncoder"]
+           "CHANNELS", "BuildReport", "Health", "ItemIndex", "ClipEncoder"]
 
 
 def __getattr__(name: str):

@@ -17,4 +17,6 @@ class RetrievalConfig:
                                    "384-d vectors (worst case) 0.58/0.95/0.995 at 100/400/1000 (20k), 0.80/0.94 at "
                                    "800/1500 (100k). Applied when a process opens the index")
     hnsw_m: int = opt(32, "HNSW graph degree (links per node)")
+    lock_timeout: float = opt(300.0, "seconds a process waits for another one building or rebuilding the same "
+                                     "index (one writer at a time) before giving up with a message")
     candidates: int = opt(200, "candidates fetched per channel before ranking")

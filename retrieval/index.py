@@ -1,36 +1,38 @@
-"""``ItemIndex``: a catalog's items in ChromaDB, one collection per channel, built incrementally.
+"""``ItemIndex``: a catalog's items in ChromaDB, one collection per channel, built incrementally,
+one writer at a time, checked when opened.
 
-Channels (one cosine-space HNSW collection each, named ``<dataset>-<channel>``):
+Channels (one cosine-space HNSW collection each, named ``<data set key>-<channel>``):
 
 * ``text``: the sentence-transformers embedding of ``catalog.describe(i)``;
 * ``image``: the CLIP image embedding of the item's image (items with a readable image);
 * ``clip_text``: the CLIP text embedding of ``describe(i)``, so CLIP queries also work on
   catalogs without images.
 
-Every stored item carries ``hash`` = digest(encoder name, channel, content, metadata); a build
-embeds only items whose hash is missing or different and deletes ids no longer in the catalog.
-Batches are upserted as they are embedded, keyed by item id, so a killed build loses at most
-the batch in flight, never duplicates an item, and the next build resumes where it stopped.
+The embedded store lives in ``recagent.runs.layout(cfg, dataset).index``. Builds (incremental,
+see ``retrieval/build.py``) hold an exclusive lock on ``index.lock`` beside it; opening holds a
+shared one, so a reader waits for a build in progress instead of seeing half of it. Opening
+checks the folder once per process (``retrieval/integrity.py``: build record, HNSW file sizes,
+counts, a self-query probe, the catalog fingerprint); queries then run without extra checks.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import re
+import shutil
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
-from urllib.parse import urlparse
 
 import numpy as np
 
 from recagent.errors import ConfigError, IndexError_
+from recagent.retrieval import integrity
+from recagent.retrieval.build import BuildReport, catalog_rows, sync_channel
 from recagent.retrieval.encoders import l2_normalize
 from recagent.retrieval.filters import Filters, Hit, merge_channels
+from recagent.retrieval.integrity import Health
+from recagent.retrieval.store import (chroma_errors, collection_name, describe_error, forget_client, http_client,
+                                      is_chroma_error, missing_embeddings, persistent_client, stored_hashes)
 
 log = logging.getLogger("recagent.retrieval")
 
@@ -39,80 +41,80 @@ _OVERFETCH = ((100, 10), (1000, 50))  # rounds of (min, x fetch) results post-fi
 _META_TTL_S = 60.0  # how long a query process trusts its cached copy of the items' categories/years
 _UNSET: Any = object()
 
-
-@dataclass
-class BuildReport:
-    """What a build did, per channel, and which images could not be read."""
-
-    dataset: str
-    location: str
-    channels: dict[str, dict[str, int]] = field(default_factory=dict)
-    absent: dict[str, str] = field(default_factory=dict)
-    bad_images: list[tuple[str, str]] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def embedded(self) -> int:
-        return sum(c["added"] + c["updated"] for c in self.channels.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "location": self.location, "channels": self.channels, "absent": self.absent,
-                "bad_images": [{"item_id": i, "reason": r} for i, r in self.bad_images], "seconds": round(self.seconds, 3)}
+__all__ = ["CHANNELS", "BuildReport", "Health", "ItemIndex"]
 
 
 class ItemIndex:
     """Items of one data set in Chroma; query by text, item ids, image or raw vector.
 
-    Build with ``ItemIndex.open(cfg, "ml-100k").build(dataset)``; see ``recagent.retrieval``
-    for the query API. Encoders load lazily from ``cfg`` unless passed in.
+    Build with ``ItemIndex.open(cfg, dataset).build(dataset)`` (or ``ensure_built``, which also
+    finishes an interrupted build); see ``recagent.retrieval`` for the query API. Encoders load
+    lazily from ``cfg`` unless passed in.
 
     Args:
-        client: a chromadb client (``PersistentClient`` or ``HttpClient``).
-        dataset: data set name; collections are named ``<dataset>-<channel>``.
+        client: a chromadb client (``PersistentClient`` or ``HttpClient``); None when the store
+            could not be opened (``health`` says why; only ``rebuild`` works then).
+        dataset: the data set's run-folder key (``recagent.runs.dataset_key``); collections are
+            named ``<key>-<channel>``.
         settings: the ``[retrieval]`` config section.
         text_encoder: encoder of the ``text`` channel (default: ``TextEncoder.from_config(cfg)``).
         clip_encoder: CLIP encoder of ``image``/``clip_text`` (default: ``ClipEncoder.from_config(cfg)``,
             ``None`` when no CLIP weights are configured).
         cfg: the full config (for lazy encoders).
         location: where the index lives, for messages.
+        folder: the embedded store's folder (None for a Chroma server): enables the lock and checks.
+        health: what opening found (None: not checked yet).
     """
 
     def __init__(self, client, dataset: str, settings, text_encoder=_UNSET, clip_encoder=_UNSET, cfg=None,
-                 location: str = ""):
+                 location: str = "", folder: Path | None = None, health: Health | None = None):
         self.client = client
         self.dataset = dataset
         self.settings = settings
         self.cfg = cfg
-        self.location = location
+        self.location = location or (str(folder) if folder else "")
+        self.folder = Path(folder) if folder else None
         self._text = text_encoder
         self._clip = clip_encoder
         self._cols: dict[str, Any] = {}
         self._meta: dict[str, tuple[float, dict]] = {}  # channel -> (loaded at, id -> (cats, year))
-        self._ready: set[str] = set()  # channels known to be built (see _require)
+        self._ready: set[str] = set()  # channels checked once (see _require)
+        self._health = health
+        self._checked_source: Any = None  # the catalog the cached health was checked against
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, cfg, dataset: str | None = None, chroma_url: str | None = None, path: str | Path | None = None,
-             text_encoder=_UNSET, clip_encoder=_UNSET) -> "ItemIndex":
+    def open(cls, cfg, dataset: Any = None, chroma_url: str | None = None, path: str | Path | None = None,
+             text_encoder=_UNSET, clip_encoder=_UNSET, log_fn: Callable[[str], None] | None = None) -> "ItemIndex":
         """Connect to the index of ``dataset`` (nothing is built or embedded here).
+
+        Waits (up to ``retrieval.lock_timeout``) while another process builds it. A damaged
+        store does not raise here: ``health()`` reports it and ``rebuild()`` repairs it; every
+        other use raises a one-line ``IndexError_`` naming the repair command.
 
         Args:
             cfg: the resolved config.
-            dataset: data set name (default ``cfg.data.dataset``).
+            dataset: a ``Dataset`` or a data set name (default ``cfg.data.dataset``); the folder is
+                ``recagent.runs.layout(cfg, dataset).index``.
             chroma_url: a Chroma server URL (default ``cfg.retrieval.chroma_url``); empty = embedded
                 store under ``path``.
-            path: embedded store folder (default ``<runs_dir>/<dataset>/index``).
+            path: embedded store folder (default from the run layout).
             text_encoder, clip_encoder: encoders to use instead of the configured ones (``None``
                 for ``clip_encoder`` disables the CLIP channels).
+            log_fn: receives a line when this process has to wait for a build in another one.
         """
-        dataset = dataset or cfg.data.dataset
+        from recagent.runs import dataset_key, layout
+
+        dataset = dataset if dataset is not None else cfg.data.dataset
+        key = dataset_key(dataset)
         url = cfg.retrieval.chroma_url if chroma_url is None else chroma_url
         if url:
-            client, location = _http_client(url), url
-        else:
-            folder = Path(path) if path else Path(cfg.paths.runs) / dataset / "index"
-            client, location = _persistent_client(folder), str(folder)
-        return cls(client, dataset, cfg.retrieval, text_encoder, clip_encoder, cfg, location)
+            return cls(http_client(url), key, cfg.retrieval, text_encoder, clip_encoder, cfg, url)
+        folder = Path(path) if path else layout(cfg, dataset).index
+        index = cls(None, key, cfg.retrieval, text_encoder, clip_encoder, cfg, str(folder), folder)
+        with index._lock(shared=True, log_fn=log_fn):
+            index._connect()
+        return index
 
     @property
     def text_encoder(self):
@@ -130,125 +132,135 @@ class ItemIndex:
             self._clip = ClipEncoder.from_config(self.cfg) if self.cfg is not None else None
         return self._clip
 
+    # ------------------------------------------------------------------ checking
+    def health(self, source=None) -> Health:
+        """Whether the index is whole (checked once per process, under the read lock; a few ms).
+
+        Args:
+            source: a ``Dataset`` or ``Catalog``: also check that the index was built from this
+                catalog (its fingerprint) with the configured text encoder.
+        """
+        cached = self._health
+        if cached is not None and (cached.state == "damaged" or source is None or source is self._checked_source):
+            return cached
+        if self.folder is None:  # a Chroma server: no files to check, no build record
+            col = self._collection("text", create=False)
+            h = Health("ok") if col is not None and col.count() > 0 else Health("empty", "never built")
+        else:
+            with self._lock(shared=True):
+                h = self._check(source)
+        self._health, self._checked_source = h, source
+        return h
+
+    def ensure_built(self, source, progress: bool = False, log_fn: Callable[[str], None] | None = None) -> BuildReport | None:
+        """Build on first use, finish an interrupted build, or update an index built from another
+        catalog or encoder (each logged); do nothing when the index is whole and current.
+
+        Raises:
+            IndexError_: the index is damaged (the message names ``recagent index build --rebuild``).
+        """
+        h = self.health(source)
+        if h.ok:
+            return None
+        if h.state == "damaged":
+            raise IndexError_(self._message(h))
+        if h.state != "empty":
+            (log_fn or log.warning)(f"index {self.location}: {h.detail}; "
+                                    f"{'updating it' if h.state == 'stale' else 'finishing the build'}")
+        return self.build(source, progress=progress, log_fn=log_fn)
+
     # ------------------------------------------------------------------ building
     def build(self, source, progress: bool = False, log_fn: Callable[[str], None] | None = None) -> BuildReport:
         """Bring every channel up to date with a catalog (incremental; safe to kill and rerun).
 
+        Holds the index's write lock: a second writer waits up to ``retrieval.lock_timeout``
+        seconds (with a message), then fails with one line naming the holder.
+
         Args:
             source: a ``Dataset`` or ``Catalog``.
             progress: show tqdm bars on stderr.
-            log_fn: receives one line per channel.
+            log_fn: receives one line per channel (and the lock wait, if any).
         """
-        catalog = getattr(source, "catalog", source)
         say = log_fn or log.info
         t0 = time.perf_counter()
-        report = BuildReport(self.dataset, self.location)
-        items = catalog.items
-        ids = [str(i) for i in catalog.ids]
-        metas = [_item_meta(i, t, c, y) for i, t, c, y in
-                 zip(ids, items["title"].tolist(), items["categories"].tolist(), items["year"].tolist())]
-        texts = [catalog.describe(i) for i in range(len(ids))]
-        text_rows = list(zip(ids, texts, metas))
-        report.channels["text"] = self._sync("text", self.text_encoder, text_rows, progress, report)
-        clip = self.clip_encoder
-        if clip is None:
-            why = ("no CLIP weights configured; set models.clip_checkpoint (a file) or models.clip_pretrained "
-                   "(a tag) to add image and cross-modal search")
-            report.absent = {"image": why, "clip_text": why}
-        else:
-            report.channels["clip_text"] = self._sync("clip_text", clip, text_rows, progress, report)
-            paths = items["image_path"].tolist()
-            image_rows = [(ids[i], p, metas[i]) for i, p in enumerate(paths) if isinstance(p, str) and p]
-            if image_rows:
-                report.channels["image"] = self._sync("image", clip, image_rows, progress, report)
-            else:
-                report.absent["image"] = "the catalog has no images (no image_path values)"
-                self._drop("image")
+        with self._lock(log_fn=say):
+            waited = time.perf_counter() - t0
+            if self.folder is not None:
+                h = self._check(None)  # fresh: another process may have built it while we waited
+                if h.state == "damaged":
+                    self._health = h
+                    raise IndexError_(self._message(h))
+                integrity.mark_building(self.folder)
+            with chroma_errors(self.location, self._command(rebuild=True)):
+                report = self._build_locked(source, progress, say)
+            report.lock_wait_s = waited
+            if self.folder is not None:
+                self._write_fingerprint(source)
+            self._health, self._checked_source = Health("ok"), source
         report.seconds = time.perf_counter() - t0
         for ch, c in report.channels.items():
             say(f"{self.dataset}/{ch}: {c['total']} items ({c['added']} added, {c['updated']} updated, "
                 f"{c['deleted']} deleted, {c['unchanged']} unchanged)")
         for ch, why in report.absent.items():
             say(f"{self.dataset}/{ch}: absent: {why}")
+        for ch, n in report.repaired.items():
+            say(f"{self.dataset}/{ch}: {n} items had no embedding and were embedded again")
         if report.bad_images:
             shown = "; ".join(f"{i}: {r}" for i, r in report.bad_images[:5])
             say(f"{len(report.bad_images)} items have unreadable images and are indexed by text only ({shown}"
                 f"{' ...' if len(report.bad_images) > 5 else ''})")
         return report
 
-    def ensure_built(self, source, progress: bool = False, log_fn: Callable[[str], None] | None = None) -> BuildReport | None:
-        """Build if the text channel is missing or empty (first use); else do nothing."""
-        col = self._collection("text", create=False)
-        if col is not None and col.count() > 0:
-            return None
-        return self.build(source, progress=progress, log_fn=log_fn)
+    def rebuild(self, source, progress: bool = False, log_fn: Callable[[str], None] | None = None) -> BuildReport:
+        """Delete the index and build it again (under the write lock): the repair for a damaged store."""
+        with self._lock(log_fn=log_fn or log.info):
+            self._wipe(recreate=True)
+            return self.build(source, progress=progress, log_fn=log_fn)
 
-    def _sync(self, channel: str, encoder, rows: list[tuple[str, Any, dict]], progress: bool,
-              report: BuildReport) -> dict[str, int]:
+    def delete(self, log_fn: Callable[[str], None] | None = None) -> None:
+        """Delete the index (under the write lock)."""
+        with self._lock(log_fn=log_fn or log.info):
+            self._wipe(recreate=False)
+
+    def _build_locked(self, source, progress: bool, say) -> BuildReport:
+        catalog = getattr(source, "catalog", source)
+        report = BuildReport(self.dataset, self.location)
+        text_rows, image_rows = catalog_rows(catalog)
+        work = [("text", self.text_encoder, text_rows)]
+        clip = self.clip_encoder
+        if clip is None:
+            why = ("no CLIP weights configured; set models.clip_checkpoint (a file) or models.clip_pretrained "
+                   "(a tag) to add image and cross-modal search")
+            report.absent = {"image": why, "clip_text": why}
+        else:
+            work.append(("clip_text", clip, text_rows))
+            if image_rows:
+                work.append(("image", clip, image_rows))
+            else:
+                report.absent["image"] = "the catalog has no images (no image_path values)"
+                self._drop("image")
+        record: dict[str, dict[str, Any]] = {}
+        for ch, enc, rows in work:
+            report.channels[ch] = self._sync(ch, enc, rows, progress, report)
+            col = self._cols[ch]
+            bad = missing_embeddings(col)  # every stored id must have a usable embedding
+            if bad:
+                col.delete(ids=bad)
+                report.repaired[ch] = len(bad)
+                again = self._sync(ch, enc, rows, progress, report)
+                report.channels[ch] = {**report.channels[ch], "total": again["total"]}
+            record[ch] = {"count": col.count(), "encoder": enc.name,
+                          "probe": integrity.probe_of(col, integrity.probe_ids([r[0] for r in rows]))}
+        if self.folder is not None:
+            integrity.write_record(self.folder, record)
+        return report
+
+    def _sync(self, channel: str, encoder, rows, progress: bool, report: BuildReport) -> dict[str, int]:
         col = self._collection(channel, create=True, encoder=encoder)
-        stored = self._stored_hashes(col)
-        wanted: dict[str, str] = {}
-        todo: list[tuple[str, Any, dict]] = []
-        for iid, content, meta in rows:
-            h = _content_hash(encoder.name, channel, content, meta)
-            wanted[iid] = h
-            if stored.get(iid) != h:
-                todo.append((iid, content, {**meta, "hash": h}))
-        gone = [i for i in stored if i not in wanted]
-        stats = {"added": 0, "updated": 0, "deleted": 0, "unchanged": len(rows) - len(todo), "total": 0}
-        for s in range(0, len(gone), 1000):
-            col.delete(ids=gone[s:s + 1000])
-        stats["deleted"] = len(gone)
-        bs = self.settings.batch_size
-        bar = None
-        if progress and todo:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(todo), desc=f"{self.dataset}/{channel}", unit="item")
-        # One writer thread: Chroma stores batch i while the encoder embeds batch i+1.
-        with ThreadPoolExecutor(max_workers=1) as writer:
-            pending: Future | None = None
-            for s in range(0, len(todo), bs):
-                batch = todo[s:s + bs]
-                if channel == "image":
-                    batch, vecs = self._embed_images(encoder, batch, col, report)
-                else:
-                    vecs = encoder.embed_texts([c for _, c, _ in batch], batch_size=len(batch))
-                if pending is not None:
-                    pending.result()
-                if batch:
-                    pending = writer.submit(col.upsert, ids=[b[0] for b in batch], embeddings=vecs,
-                                            metadatas=[b[2] for b in batch])
-                for iid, _, _ in batch:
-                    stats["updated" if iid in stored else "added"] += 1
-                if bar is not None:
-                    bar.update(len(todo[s:s + bs]))
-            if pending is not None:
-                pending.result()
-        if bar is not None:
-            bar.close()
-        stats["total"] = col.count()
+        stats = sync_channel(col, channel, encoder, rows, self.settings.batch_size, report, progress,
+                             desc=f"{self.dataset}/{channel}")
         self._meta.pop(channel, None)
         return stats
-
-    def _embed_images(self, encoder, batch, col, report: BuildReport):
-        from recagent.retrieval.clip import open_image
-
-        good, images = [], []
-        for iid, path, meta in batch:
-            try:
-                images.append(open_image(path))
-                good.append((iid, path, meta))
-            except FileNotFoundError:
-                report.bad_images.append((iid, f"'{path}' not found"))
-            except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt files
-                report.bad_images.append((iid, f"'{path}' unreadable ({type(exc).__name__})"))
-        bad_ids = [b[0] for b in batch if b not in good]
-        if bad_ids:  # an image that became unreadable must not keep its old embedding
-            col.delete(ids=bad_ids)
-        if not good:
-            return [], np.zeros((0, encoder.dim), np.float32)
-        return good, encoder.embed_images(images, batch_size=len(images))
 
     # ------------------------------------------------------------------ queries
     def query_vector(self, vector: Sequence[float], k: int = 10, channel: str = "text",
@@ -350,19 +362,22 @@ class ItemIndex:
     # ------------------------------------------------------------------ inspection
     def status(self) -> dict[str, dict[str, Any]]:
         """Per channel: ``{"count", "encoder"}`` when built, else ``{"absent": reason}``."""
+        if self.client is None:
+            return {ch: {"absent": f"damaged: {self.health().detail}"} for ch in CHANNELS}
         out = {}
-        for ch in CHANNELS:
-            col = self._collection(ch, create=False)
-            if col is None:
-                why = "not built" if ch == "text" or self._clip_configured() else "no CLIP weights configured"
-                out[ch] = {"absent": why}
-            else:
-                out[ch] = {"count": col.count(), "encoder": (col.metadata or {}).get("encoder", "")}
+        with chroma_errors(self.location, self._command(rebuild=True)):
+            for ch in CHANNELS:
+                col = self._collection(ch, create=False)
+                if col is None:
+                    why = "not built" if ch == "text" or self._clip_configured() else "no CLIP weights configured"
+                    out[ch] = {"absent": why}
+                else:
+                    out[ch] = {"count": col.count(), "encoder": (col.metadata or {}).get("encoder", "")}
         return out
 
     def ids(self, channel: str = "text") -> list[str]:
         """Every item id stored in a channel."""
-        return list(self._stored_hashes(self._require(channel)))
+        return list(stored_hashes(self._require(channel)))
 
     def embeddings(self, item_ids: Sequence[Any], channel: str = "text") -> dict[str, np.ndarray]:
         """Stored embeddings of some items (missing ids are left out)."""
@@ -370,6 +385,134 @@ class ItemIndex:
         return {i: np.asarray(e, dtype=np.float32) for i, e in zip(got["ids"], got["embeddings"])}
 
     # ------------------------------------------------------------------ helpers
+    def _connect(self) -> None:
+        """Open the embedded store, unless its files are damaged (then ``_health`` says so)."""
+        problem = integrity.segment_problem(self.folder)
+        if problem:  # before Chroma reads them: a truncated header.bin crashes the process inside Chroma
+            self._health = Health("damaged", problem)
+            return
+        try:
+            self.client = persistent_client(self.folder)
+        except Exception as exc:  # noqa: BLE001 - only Chroma's own errors are caught
+            if not is_chroma_error(exc):
+                raise
+            self._health = Health("damaged", describe_error(exc))
+
+    def _check(self, source) -> Health:
+        if self.client is None:
+            return self._health or Health("damaged", "the store could not be opened")
+        problem = integrity.segment_problem(self.folder)
+        if problem:
+            return Health("damaged", problem)
+        rec = integrity.read_record(self.folder)
+        try:
+            return self._check_store(rec, source)
+        except Exception as exc:  # noqa: BLE001 - only Chroma's own errors are caught
+            if not is_chroma_error(exc):
+                raise
+            return Health("damaged", describe_error(exc))
+
+    def _check_store(self, rec: dict | None, source) -> Health:
+        cols = {ch: self._collection(ch, create=False) for ch in CHANNELS}
+        if rec is None and all(c is None for c in cols.values()):
+            return Health("empty", "never built")
+        catalog = getattr(source, "catalog", source)
+        of = f" of {len(catalog)}" if catalog is not None else ""
+        if rec is None or not rec.get("complete"):
+            n = cols["text"].count() if cols["text"] is not None else 0
+            why = ("a build stopped before it finished" if rec is not None else
+                   "it has no record of a finished build (interrupted, or built by an older recagent)")
+            return Health("incomplete", f"{why} ({n}{of} items stored)")
+        for ch, info in rec.get("channels", {}).items():
+            col = cols.get(ch)
+            if col is None:
+                return Health("incomplete", f"channel '{ch}' is missing")
+            n = col.count()
+            if n != info.get("count"):
+                return Health("incomplete", f"channel '{ch}' holds {n}{of} items, the last build stored {info.get('count')}")
+            problem = integrity.probe_problem(col, info.get("probe") or {})
+            if problem:
+                return Health("damaged", f"channel '{ch}': {problem}")
+        if source is not None:
+            from recagent.runs import is_current
+
+            if not is_current(self.folder, self._fingerprint_source(source), parts=("catalog",)):
+                return Health("stale", "the catalog changed since it was built")
+            built, now = rec.get("channels", {}).get("text", {}).get("encoder"), self._text_encoder_name()
+            if now and built != now:
+                return Health("stale", f"it was embedded with {built}, the text encoder is now {now}")
+        return Health("ok")
+
+    def _message(self, h: Health) -> str:
+        if h.state == "damaged":
+            return f"index {self.location} is damaged ({h.detail}); repair it: `{self._command(rebuild=True)}`."
+        if h.state == "stale":
+            return f"index {self.location} is out of date ({h.detail}); update it: `{self._command()}`."
+        if h.state == "incomplete":
+            return f"index {self.location} is incomplete ({h.detail}); finish it: `{self._command()}`."
+        return f"index {self.location} is not built; run `{self._command()}`."
+
+    def _command(self, rebuild: bool = False) -> str:
+        """The command that builds (or rebuilds) this index."""
+        from recagent.data.builtin import BUILTIN
+
+        cmd = "recagent index build" + (" --rebuild" if rebuild else "")
+        if self.dataset in BUILTIN:
+            return f"{cmd} --dataset {self.dataset}"
+        data = getattr(self.cfg, "data", None)
+        items, inter = getattr(data, "items", ""), getattr(data, "interactions", "")
+        if items and inter:
+            return f"{cmd} --dataset custom --set data.items={items} --set data.interactions={inter}"
+        return f"{cmd} --dataset {self.dataset}"
+
+    def _lock(self, shared: bool = False, log_fn: Callable[[str], None] | None = None):
+        from contextlib import nullcontext
+
+        from recagent.locks import file_lock
+
+        if self.folder is None:  # a Chroma server orders its own writes
+            return nullcontext()
+        return file_lock(self.folder.with_name(f"{self.folder.name}.lock"), shared=shared,
+                         timeout=float(getattr(self.settings, "lock_timeout", 300.0)), what=f"index {self.location}",
+                         on_wait=log_fn or log.warning)
+
+    def _wipe(self, recreate: bool) -> None:
+        self._cols.clear()
+        self._ready.clear()
+        self._meta.clear()
+        self._health = self._checked_source = None
+        if self.folder is None:
+            for ch in CHANNELS:
+                self._drop(ch)
+            return
+        forget_client(self.folder)
+        self.client = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if recreate:
+            self.client = persistent_client(self.folder)
+
+    def _fingerprint_source(self, source):
+        if hasattr(source, "catalog") and hasattr(source, "n_items"):
+            return source
+        from types import SimpleNamespace
+
+        from recagent.data.builtin import BUILTIN
+
+        return SimpleNamespace(name=self.dataset, builtin=self.dataset in BUILTIN, catalog=source, n_items=len(source))
+
+    def _write_fingerprint(self, source) -> None:
+        from recagent.runs import write_fingerprint
+
+        write_fingerprint(self.folder, self._fingerprint_source(source), parts=("catalog",))
+
+    def _text_encoder_name(self) -> str:
+        if self._text is not _UNSET:
+            return getattr(self._text, "name", "")
+        from recagent.retrieval.encoders import TextEncoder
+
+        m = getattr(self.cfg, "models", None)
+        return TextEncoder.name_for(m.text_encoder) if m is not None else ""
+
     def _clip_configured(self) -> bool:
         if self._clip is not _UNSET:
             return self._clip is not None
@@ -377,16 +520,19 @@ class ItemIndex:
         return bool(m and (m.clip_checkpoint or m.clip_pretrained))
 
     def _name(self, channel: str) -> str:
-        slug = re.sub(r"[^a-zA-Z0-9._-]+", "_", self.dataset).strip("._-") or "items"
-        return f"{slug}-{channel}"
+        return collection_name(self.dataset, channel)
 
     def _collection(self, channel: str, create: bool, encoder=None):
         if channel in self._cols and encoder is None:
             return self._cols[channel]
+        if self.client is None:
+            raise IndexError_(self._message(self.health()))
         name = self._name(channel)
         try:
             col = self.client.get_collection(name, embedding_function=None)
-        except Exception:  # noqa: BLE001 - chromadb raises NotFoundError/ValueError by version
+        except Exception as exc:  # noqa: BLE001 - chromadb raises NotFoundError/ValueError by version
+            if "NotFound" not in type(exc).__name__ and "does not exist" not in str(exc):
+                raise  # a damaged store, not a missing collection
             col = None
         if col is not None and encoder is not None and (col.metadata or {}).get("encoder") != encoder.name:
             log.info("%s: encoder changed (%s -> %s); re-embedding every item", name,
@@ -410,15 +556,17 @@ class ItemIndex:
     def _require(self, channel: str):
         if channel not in CHANNELS:
             raise ConfigError(f"unknown retrieval channel '{channel}'; use one of {', '.join(CHANNELS)}.")
-        if channel in self._ready:  # count() scans the collection (~15 ms at 100k): check once
+        if channel in self._ready:  # checked once per process: queries pay nothing
             return self._cols[channel]
+        h = self.health()
+        if h.state not in ("ok", "empty"):
+            raise IndexError_(self._message(h))
         col = self._collection(channel, create=False)
-        if col is None or col.count() == 0:
+        if col is None or (self.folder is None and col.count() == 0):
             if channel != "text" and not self._clip_configured():
                 raise IndexError_(f"index {self.location}: channel '{channel}' is absent (no CLIP weights); set "
                                   f"models.clip_checkpoint or models.clip_pretrained and rebuild.")
-            raise IndexError_(f"index {self.location}: channel '{channel}' is not built; run "
-                              f"`recagent index build --dataset {self.dataset}`.")
+            raise IndexError_(f"index {self.location}: channel '{channel}' is not built; run `{self._command()}`.")
         self._ready.add(channel)
         return col
 
@@ -447,66 +595,6 @@ class ItemIndex:
         self._meta[channel] = (time.monotonic(), table)
         return table
 
-    @staticmethod
-    def _stored_hashes(col, page: int = 5000) -> dict[str, str]:
-        out: dict[str, str] = {}
-        offset = 0
-        while True:
-            got = col.get(include=["metadatas"], limit=page, offset=offset)
-            for i, m in zip(got["ids"], got["metadatas"]):
-                out[i] = (m or {}).get("hash", "")
-            if len(got["ids"]) < page:
-                return out
-            offset += page
-
 
 def _channels(channels: str | Sequence[str]) -> list[str]:
     return [channels] if isinstance(channels, str) else list(channels)
-
-
-def _item_meta(item_id: str, title: Any, categories: Any, year: Any) -> dict[str, Any]:
-    meta: dict[str, Any] = {"item_id": item_id, "title": str(title)}
-    cats = [str(c) for c in (categories if categories is not None else ())]
-    if cats:  # Chroma rejects empty arrays; a missing key passes $not_contains and fails $contains
-        meta["categories"] = cats
-    try:
-        if year is not None and not (isinstance(year, float) and np.isnan(year)) and str(year) != "<NA>":
-            meta["year"] = int(year)
-    except (TypeError, ValueError):
-        pass
-    return meta
-
-
-def _content_hash(encoder_name: str, channel: str, content: Any, meta: dict) -> str:
-    if channel == "image":  # path + size + mtime: a rewritten file is re-embedded without reading every image
-        p = Path(content)
-        st = p.stat() if p.exists() else None
-        content = f"{p}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}"
-    blob = json.dumps([encoder_name, channel, str(content), meta], sort_keys=True, ensure_ascii=False)
-    return hashlib.blake2b(blob.encode("utf-8"), digest_size=12).hexdigest()
-
-
-def _persistent_client(folder: Path):
-    import chromadb
-    from chromadb.config import Settings
-
-    folder.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(folder), settings=Settings(anonymized_telemetry=False))
-
-
-def _http_client(url: str):
-    import chromadb
-    from chromadb.config import Settings
-
-    u = urlparse(url if "://" in url else f"http://{url}")
-    if not u.hostname:
-        raise ConfigError(f"retrieval.chroma_url: '{url}' is not a URL; use e.g. http://127.0.0.1:8000.")
-    port = u.port or (443 if u.scheme == "https" else 8000)
-    try:
-        client = chromadb.HttpClient(host=u.hostname, port=port, ssl=u.scheme == "https",
-                                     settings=Settings(anonymized_telemetry=False))
-        client.heartbeat()
-    except Exception as exc:  # noqa: BLE001 - connection errors vary by transport
-        raise IndexError_(f"retrieval.chroma_url: cannot reach Chroma at {url} ({type(exc).__name__}); start it with "
-                          f"`chroma run --host 127.0.0.1 --port {port} --path DIR` or leave chroma_url empty.") from None
-    return client

@@ -17,6 +17,7 @@ from recagent.config import load_config
 from recagent.data import Catalog
 from recagent.errors import IndexError_
 from recagent.retrieval import Filters, HashEncoder, Hit, ItemIndex, merge_channels
+from recagent.runs import layout
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +58,9 @@ def test_build_stores_every_item_in_the_run_dir_with_original_ids(tiny, tmp_path
     report = index.build(tiny)
     assert report.channels["text"] == {"added": 8, "updated": 0, "deleted": 0, "unchanged": 0, "total": 8}
     assert sorted(index.ids()) == [f"i{i}" for i in range(1, 9)]
-    assert (tmp_path / "runs" / "tiny" / "index").is_dir()
+    folder = layout(_cfg(tmp_path), tiny).index
+    assert folder == tmp_path / "runs" / "custom-tiny" / "index" and index.location == str(folder)
+    assert (folder / "build.json").is_file() and (folder / "data.json").is_file()  # record + catalog fingerprint
     assert set(report.absent) == {"image", "clip_text"} and "clip_checkpoint" in report.absent["image"]
 
 
@@ -163,7 +166,7 @@ def test_clip_channels_absent_without_weights_say_how_to_fix(tiny, tmp_path):
 
 
 def test_querying_an_unbuilt_index_names_the_build_command(tmp_path):
-    with pytest.raises(IndexError_, match="recagent index build --dataset tiny"):
+    with pytest.raises(IndexError_, match="not built; run `recagent index build --dataset custom-tiny`"):
         _open(tmp_path).query_text("x")
 
 

@@ -12,7 +12,7 @@ def _open(run: Run, dataset: str | None, chroma_url: str | None):
     from recagent.retrieval import ItemIndex
 
     ds = load_dataset(run.config, dataset, log_fn=run.log)
-    return ds, ItemIndex.open(run.config, dataset or run.config.data.dataset, chroma_url=chroma_url)
+    return ds, ItemIndex.open(run.config, ds, chroma_url=chroma_url, log_fn=run.log)
 
 
 _dataset_opt = click.option("--dataset", default=None, help="Data set name (default: data.dataset, i.e. ml-100k).")
@@ -27,13 +27,16 @@ def index_group() -> None:
 
 
 @index_group.command("build", help="Embed the catalog into the index; only new or changed items are embedded, "
-                     "so rerunning (also after an interrupted build) is cheap.")
+                     "so rerunning (also after an interrupted build) is cheap. One build at a time: a second one "
+                     "waits up to retrieval.lock_timeout seconds.")
 @_dataset_opt
+@click.option("--rebuild", is_flag=True, help="Delete the index and build it from scratch (repairs a damaged one).")
 @_url_opt
 @common_options
-def build(run: Run, dataset: str | None, chroma_url: str | None) -> None:
+def build(run: Run, dataset: str | None, rebuild: bool, chroma_url: str | None) -> None:
     ds, index = _open(run, dataset, chroma_url)
-    report = index.build(ds, progress=not (run.quiet or run.json), log_fn=run.log)
+    do = index.rebuild if rebuild else index.build
+    report = do(ds, progress=not (run.quiet or run.json), log_fn=run.log)
     out = report.to_dict()
     run.emit(out, lambda d: f"index {d['location']}: " + ", ".join(
         f"{ch} {c['total']} items" for ch, c in d["channels"].items()) + f" ({d['seconds']:.1f} s)")
@@ -44,14 +47,14 @@ def build(run: Run, dataset: str | None, chroma_url: str | None) -> None:
 @_url_opt
 @common_options
 def status(run: Run, dataset: str | None, chroma_url: str | None) -> None:
-    from recagent.retrieval import ItemIndex
-
-    index = ItemIndex.open(run.config, dataset, chroma_url=chroma_url)
+    ds, index = _open(run, dataset, chroma_url)
+    health = index.health(ds)
     st = index.status()
     rows = [{"channel": ch, "items": s.get("count", ""), "encoder": s.get("encoder", ""), "note": s.get("absent", "")}
             for ch, s in st.items()]
-    run.emit({"location": index.location, "channels": st},
-             lambda d: f"index {d['location']}\n" + table(rows, ["channel", "items", "encoder", "note"]))
+    state = health.state + (f": {health.detail}" if health.detail else "")
+    run.emit({"location": index.location, "state": health.state, "detail": health.detail, "channels": st},
+             lambda d: f"index {d['location']} ({state})\n" + table(rows, ["channel", "items", "encoder", "note"]))
 
 
 @click.command("search", help="Search the catalog by text (builds the index on first use).\n\n"
@@ -59,19 +62,23 @@ def status(run: Run, dataset: str | None, chroma_url: str | None) -> None:
                "  recagent search \"romantic comedy\" --include Comedy --exclude Drama --year-max 1995 --json")
 @click.argument("query")
 @_dataset_opt
-@click.option("--k", "k", default=10, show_default=True, help="Number of results.")
+@click.option("--k", "k", type=click.IntRange(min=1, max=10_000), default=10, show_default=True,
+              help="Number of results (1 to 10,000).")
 @click.option("--channel", "channels", multiple=True, type=click.Choice(["text", "image", "clip_text"]),
               help="Channel(s) to search (default text; image/clip_text need CLIP weights). Repeatable.")
 @click.option("--include", "include", multiple=True, metavar="CATEGORY", help="Only items with one of these categories.")
 @click.option("--exclude", "exclude", multiple=True, metavar="CATEGORY", help="No items with these categories.")
-@click.option("--year-min", type=int, default=None, help="Only items released in or after this year.")
-@click.option("--year-max", type=int, default=None, help="Only items released in or before this year.")
+@click.option("--year-min", type=click.IntRange(0, 9999), default=None, help="Only items released in or after this year.")
+@click.option("--year-max", type=click.IntRange(0, 9999), default=None, help="Only items released in or before this year.")
 @click.option("--exclude-id", "exclude_ids", multiple=True, metavar="ITEM_ID", help="Never return this item (repeatable).")
 @_url_opt
 @common_options
 def search(run: Run, query: str, dataset: str | None, k: int, channels: tuple[str, ...], include: tuple[str, ...],
            exclude: tuple[str, ...], year_min: int | None, year_max: int | None, exclude_ids: tuple[str, ...],
            chroma_url: str | None) -> None:
+    if year_min is not None and year_max is not None and year_min > year_max:
+        raise click.BadParameter(f"--year-min {year_min} is after --year-max {year_max}; swap them.",
+                                 param_hint="'--year-min'")
     ds, index = _open(run, dataset, chroma_url)
     built = index.ensure_built(ds, progress=not (run.quiet or run.json), log_fn=run.log)
     if built is not None:
