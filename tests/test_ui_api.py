@@ -14,7 +14,7 @@ def server(cfg, ml100k):
     from recagent.ui.backend import FakeBackend
     from recagent.ui.serve import free_port, launch
 
-    srv = launch(FakeBackend(ml100k), cfg, port=free_port(), block=False)
+    srv = launch(FakeBackend(ml100k), cfg, port=free_port(), block=False, known_users=True)
     yield srv
     srv.close()
 

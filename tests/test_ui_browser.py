@@ -38,11 +38,12 @@ def browser():
 
 @pytest.fixture(scope="module")
 def ml_server(cfg, ml100k):
-    """The app on ML-100K with the catalog-only FakeBackend, on a free loopback port."""
+    """The app on ML-100K with the catalog-only FakeBackend, on a free loopback port (known users on:
+    ML-100K is public data)."""
     from recagent.ui.backend import FakeBackend
     from recagent.ui.serve import free_port, launch
 
-    srv = launch(FakeBackend(ml100k), cfg, port=free_port(), block=False)
+    srv = launch(FakeBackend(ml100k), cfg, port=free_port(), block=False, known_users=True)
     yield srv
     srv.close()
 

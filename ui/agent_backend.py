@@ -61,17 +61,23 @@ class AgentBackend:
     Args:
         agent: a `recagent.agent.agent.Agent` (models loaded).
         dataset: its data set (users for the picker, images, titles).
+        thumbs: where card images are served from (a `Thumbnails`; default a temporary folder).
+        user_attributes: label users in the picker with their attribute columns (off by default:
+            ids and rating counts only; issue 9).
     """
 
     name = "agent"
 
-    def __init__(self, agent, dataset):
+    def __init__(self, agent, dataset, thumbs=None, user_attributes: bool = False):
+        from recagent.ui.media import Thumbnails
+
         self.agent = agent
         self.ds = dataset
         self.catalog = dataset.catalog
         self.recorder = agent.ranker if isinstance(agent.ranker, ChannelRecorder) else None
-        paths = self.catalog.items["image_path"].dropna()
-        self.media_dirs = sorted({str(Path(p).parent) for p in paths})
+        self.user_attributes = user_attributes
+        self.thumbs = thumbs or Thumbnails()
+        self.media_dirs = [str(self.thumbs.root)]
 
     @classmethod
     def from_config(cls, cfg, dataset: str | None = None, run: str | None = None,
@@ -86,6 +92,8 @@ class AgentBackend:
         """
         from recagent.agent.service import build_agent, select_ranker
         from recagent.data import load_dataset
+        from recagent.runs import layout
+        from recagent.ui.media import Thumbnails
 
         say = log_fn or log.info
         if run:
@@ -93,12 +101,16 @@ class AgentBackend:
         ds = load_dataset(cfg, dataset, log_fn=say)
         say(f"loading the agent for {ds.name} (LLM {cfg.models.llm}, encoder {cfg.models.text_encoder}) ...")
         ranker = ChannelRecorder(select_ranker(cfg, ds))
-        return cls(build_agent(cfg, ds, ranker=ranker), ds)
+        thumbs = Thumbnails(layout(cfg, ds, run).cache / "thumbs")
+        return cls(build_agent(cfg, ds, ranker=ranker), ds, thumbs=thumbs,
+                   user_attributes=bool(getattr(cfg.ui, "user_attributes", False)))
 
     # -- ChatBackend -----------------------------------------------------------------------
     def users(self) -> list[tuple[str, str]]:
         counts = self.ds.interactions.df["user_id"].value_counts()
-        attrs = self.ds.users.set_index("user_id") if self.ds.users is not None and "user_id" in self.ds.users else None
+        attrs = None
+        if self.user_attributes and self.ds.users is not None and "user_id" in self.ds.users:
+            attrs = self.ds.users.set_index("user_id")
         out = []
         for uid in self.ds.user_ids:
             extra = ""
@@ -189,7 +201,7 @@ class AgentBackend:
             scores = channels[j] if channels else {}
             scores = {**scores, "score": float(it.score)} if scores else {it.channel: float(it.score)}
             cards.append(Card(item_id=it.item_id, title=it.title, year=it.year, categories=list(it.categories),
-                              image_path=rec.get("image_path"), reason=it.reason, scores=scores))
+                              image_path=self.thumbs.get(rec.get("image_path")), reason=it.reason, scores=scores))
         return cards
 
 

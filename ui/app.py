@@ -37,19 +37,33 @@ def css() -> str:
     return CSS_PATH.read_text(encoding="utf-8")
 
 
-def new_ui_state(backend: ChatBackend, user_id: str | None) -> dict:
+KNOWN_USERS_OFF = ("Chatting as a known user is off on this server; start as a new user (the operator turns "
+                   "it on with --known-users or ui.known_users=true).")
+
+
+def new_ui_state(backend: ChatBackend, user_id: str | None, known_users: bool = False) -> dict:
     """The per-session UI state: the backend's state plus what is on screen.
 
     Keys: ``s`` (backend state), ``cards`` (shown `Card` dicts), ``profile`` (`ProfileView`
     dict), ``feedback`` (item id -> kind given in this reply), ``user`` (picker value).
+
+    Args:
+        backend: the shared backend.
+        user_id: a known user id, or None for a new user.
+        known_users: False refuses ``user_id`` (a `gr.Error`): visitors may not chat as a user of the log.
     """
+    if user_id is not None and not known_users:
+        import gradio as gr
+
+        raise gr.Error(KNOWN_USERS_OFF)
     s = _call(backend.new_session, user_id)
     return {"s": s, "cards": [], "profile": _call(backend.profile, s).to_dict(), "feedback": {},
             "user": user_id or NEW_USER}
 
 
 def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_message_chars: int = 2000,
-              concurrency: int = 2, title: str = "recagent", default_user: str | None = None):
+              concurrency: int = 2, title: str = "recagent", default_user: str | None = None,
+              known_users: bool = False):
     """Build the Blocks app around one shared backend.
 
     Args:
@@ -60,12 +74,17 @@ def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_
         concurrency: chat turns processed at once (UI and API share the limit).
         title: browser tab title.
         default_user: the user picked when a page opens (None = new user).
+        known_users: offer the user picker (chat as a user of the log; off = new users only, and
+            ``/users`` lists nobody). A demo feature for public data.
     """
     import gradio as gr
 
-    users = backend.users()
+    if default_user is not None and not known_users:
+        raise RecagentError(f"--user {default_user}: chatting as a known user is off; add --known-users "
+                            "(or set ui.known_users=true) to allow it.")
+    users = backend.users() if known_users else []
     choices = [("New user (no history)", NEW_USER)] + [(label, uid) for uid, label in users]
-    initial = new_ui_state(backend, default_user)
+    initial = new_ui_state(backend, default_user, known_users)
 
     with gr.Blocks(title=title, fill_width=True) as demo:
         state = gr.State(initial)
@@ -73,7 +92,7 @@ def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_
             gr.HTML('<div class="ra-brand"><span class="ra-logo">◆</span> recagent'
                     '<span class="ra-tag">conversational recommender</span></div>', scale=3)
             user_dd = gr.Dropdown(choices=choices, value=default_user or NEW_USER, label="Who is chatting?", filterable=True,
-                                  scale=2, elem_id="ra-user")
+                                  scale=2, elem_id="ra-user", visible=known_users)
             restart = gr.Button("New conversation", size="sm", scale=0, elem_id="ra-restart")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=240, elem_classes="ra-side"):
@@ -135,7 +154,7 @@ def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_
 
         # -- handlers --------------------------------------------------------------------
         def ui_start(user: str | None, ui: dict):
-            ui = new_ui_state(backend, None if user in (None, "", NEW_USER) else str(user))
+            ui = new_ui_state(backend, None if user in (None, "", NEW_USER) else str(user), known_users)
             return [[], ui, *profile_updates(ui), *card_updates(ui)]
 
         def turn(message: str, ui: dict):
@@ -199,7 +218,7 @@ def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_
         for j, chip in enumerate(chips):
             chip.click(lambda ui, j=j: remove_chip(j, ui), [state], [state, *profile_outs], api_visibility="private")
 
-        _wire_api(gr, backend, api_btns, api_in, api_kind, api_out, state, turn, concurrency)
+        _wire_api(gr, backend, api_btns, api_in, api_kind, api_out, state, turn, concurrency, users, known_users)
     return demo
 
 
@@ -217,12 +236,13 @@ def _slot(gr, i: int) -> dict:
     return {"col": col, "img": img, "info": info, "why": why, **btns}
 
 
-def _wire_api(gr, backend, btns, api_in, api_kind, api_out, state, turn, concurrency) -> None:
+def _wire_api(gr, backend, btns, api_in, api_kind, api_out, state, turn, concurrency, users, known_users) -> None:
     """JSON endpoints sharing the session's `gr.State` with the UI (gradio_client keeps one
-    session per `Client`)."""
+    session per `Client`). ``users``: what ``/users`` lists (empty when known users are off)."""
 
     def api_start(user: str, ui: dict):
-        ui = new_ui_state(backend, user.strip() if user and user.strip() not in ("", NEW_USER) else None)
+        user = user.strip() if user and user.strip() not in ("", NEW_USER) else None
+        ui = new_ui_state(backend, user, known_users)
         return {"user": ui["user"], "profile": ui["profile"]}, ui
 
     def api_chat(message: str, ui: dict):
@@ -243,7 +263,8 @@ def _wire_api(gr, backend, btns, api_in, api_kind, api_out, state, turn, concurr
                        concurrency_id="turn", concurrency_limit=concurrency)
     btns["feedback"].click(api_feedback, [api_in, api_kind, state], [api_out, state], api_name="feedback")
     btns["remove_constraint"].click(api_remove, [api_in, state], [api_out, state], api_name="remove_constraint")
-    btns["users"].click(lambda: [list(u) for u in backend.users()], None, [api_out], api_name="users")
+    listed = [list(u) for u in users]  # built once: the same list the picker shows
+    btns["users"].click(lambda: listed, None, [api_out], api_name="users")
 
 
 def _apply_feedback(backend: ChatBackend, ui: dict, item_id: str, kind: str) -> dict:

@@ -13,7 +13,6 @@ import copy
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Iterator, Protocol, runtime_checkable
 
 import numpy as np
@@ -81,7 +80,7 @@ class ChatBackend(Protocol):
     they must not keep per-session data anywhere but in the state dicts they return."""
 
     name: str
-    media_dirs: list[str]   # folders holding item images (the web server may serve files from them)
+    media_dirs: list[str]   # the one folder of image thumbnails (the only files the web server may serve)
 
     def users(self) -> list[tuple[str, str]]:
         """Known users as ``(user_id, label)`` for the user picker."""
@@ -150,11 +149,14 @@ class FakeBackend:
         dataset: a `recagent.data.Dataset`.
         k: cards per reply.
         delay: seconds between streamed words (to exercise streaming and the stop button).
+        thumbs: where card images are served from (default: a fresh temporary folder).
     """
 
     name = "fake"
 
-    def __init__(self, dataset, k: int = 5, delay: float = 0.0):
+    def __init__(self, dataset, k: int = 5, delay: float = 0.0, thumbs=None):
+        from recagent.ui.media import Thumbnails
+
         self.dataset = dataset
         self.catalog = dataset.catalog
         self.k = k
@@ -166,8 +168,8 @@ class FakeBackend:
         pop = np.array([counts.get(i, 0) for i in self.catalog.ids], dtype=float)
         self._pop = pop / pop.max() if pop.max() > 0 else pop
         self._vocab = {c.lower(): c for c in self.catalog.category_vocabulary}
-        paths = items["image_path"].dropna()
-        self.media_dirs = sorted({str(Path(p).parent) for p in paths})
+        self.thumbs = thumbs or Thumbnails()
+        self.media_dirs = [str(self.thumbs.root)]
         df = dataset.interactions.df
         self._history = {u: g for u, g in df.groupby("user_id", sort=False)}
 
@@ -298,6 +300,6 @@ class FakeBackend:
             reason = (f"Matches {', '.join(shared)}, which you asked for or liked." if shared
                       else "Popular with people in this catalog.")
             cards.append(Card(item_id=str(rec["item_id"]), title=str(rec["title"]), year=rec["year"],
-                              categories=list(rec["categories"]), image_path=rec["image_path"], reason=reason,
+                              categories=list(rec["categories"]), image_path=self.thumbs.get(rec["image_path"]), reason=reason,
                               scores={k: round(v, 3) for k, v in scores.items()}))
         return cards

@@ -14,3 +14,9 @@ class UIConfig:
     concurrency: int = opt(2, "chat turns processed at once (2 cores: more only queues)")
     max_cards: int = opt(6, "item-card slots on screen (a reply with more items shows the first ones)")
     title: str = opt("recagent", "browser tab title of the chat app")
+    known_users: bool = opt(False, "let visitors chat as a user of the log (a demo feature for public data such as "
+                                   "ML-100K: it shows that user's history); off = new users only")
+    user_attributes: bool = opt(False, "label users in the picker and /users with their attribute columns "
+                                       "(age, occupation, ...); off = ids and rating counts only")
+    login_attempts: int = opt(3, "failed logins per user name or address before each further try must wait "
+                                 "(1 s, doubling up to 5 min)")

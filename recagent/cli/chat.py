@@ -17,6 +17,8 @@ Examples:
   recagent chat --cli                                  new user, interactive
   recagent chat --cli --user 196                       a known ML-100K user
   echo "funny sci-fi from the 80s" | recagent chat --cli --json
+  recagent chat --dataset ml-100k --known-users         web UI; visitors may pick a known user
+  RECAGENT_AUTH=alice:s3cret recagent chat --host 0.0.0.0   web UI for the network, with a login
 \b
 With --json, one object per turn: {"reply", "items": [{"item_id", "title", "reason"}], "profile"}.
 Type 'quit' (or Ctrl-D) to leave; 'reset' starts a new session.
@@ -31,7 +33,13 @@ Type 'quit' (or Ctrl-D) to leave; 'reset' starts a new session.
 @click.option("--run", "run_dir", default=None, type=click.Path(file_okay=False, exists=True), help="Web UI: serve a run directory (its config.toml).")
 @click.option("--host", default=None, help="Web UI bind address (default ui.host = 127.0.0.1); other hosts need --auth.")
 @click.option("--port", default=None, type=int, help="Web UI port (default ui.port = 7860).")
-@click.option("--auth", default=None, metavar="USER:PASS", help="Web UI login; required with a non-loopback --host.")
+@click.option("--auth", default=None, metavar="USER:PASS", help="Web UI login; required with a non-loopback --host "
+              "(shows in `ps`: prefer --auth-file or $RECAGENT_AUTH).")
+@click.option("--auth-file", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Web UI login read from FILE's first line (USER:PASS); or set $RECAGENT_AUTH.")
+@click.option("--known-users/--no-known-users", default=None,
+              help="Web UI: let visitors chat as a user of the log (default ui.known_users = off; a demo feature "
+                   "for public data).")
 @common_options
 def chat(run: Run, use_cli: bool, dataset: str | None, user_id: str | None, no_llm: bool, **ui_options) -> None:
     if not use_cli:
@@ -49,8 +57,9 @@ def _launch_ui(run: Run, dataset: str | None, user_id: str | None, **ui_options)
         cfg = cfg.replace("agent", explain_with_llm=False, profile_with_llm=False)
     if dataset and ui_options.get("run_dir"):
         raise ConfigError("--dataset and --run: give one of them (a run directory names its own data set).")
-    serve(cfg, ui_options.get("run_dir") or dataset, host=ui_options.get("host"), port=ui_options.get("port"),
-          auth=ui_options.get("auth"), user=user_id, log_fn=lambda m: click.echo(m, err=True))
+    serve(cfg, dataset, run=ui_options.get("run_dir"), host=ui_options.get("host"), port=ui_options.get("port"),
+          auth=ui_options.get("auth"), auth_file=ui_options.get("auth_file"), known_users=ui_options.get("known_users"),
+          user=user_id, log_fn=lambda m: click.echo(m, err=True))
 
 
 def run_terminal_chat(run: Run, dataset: str | None, user_id: str | None, no_llm: bool = False,

@@ -68,6 +68,7 @@ class ReadOptions:
     rating_min: float = 0.0
     rating_max: float = 5.0
     check_images: bool = True
+    allow_outside_images: bool = False  # image paths may leave the catalog's folder (data.allow_outside_images)
 
     @classmethod
     def from_config(cls, data_cfg: Any) -> "ReadOptions":
@@ -76,6 +77,7 @@ class ReadOptions:
             category_separator=data_cfg.category_separator,
             rating_min=float(data_cfg.rating_min),
             rating_max=float(data_cfg.rating_max),
+            allow_outside_images=bool(getattr(data_cfg, "allow_outside_images", False)),
         )
 
 
@@ -374,6 +376,11 @@ def _check_images(paths: pd.Series, table: Path, column: str, opts: ReadOptions,
             continue
         p = Path(rel).expanduser()
         p = p if p.is_absolute() else base / p
+        if not opts.allow_outside_images and not p.resolve().is_relative_to(base):
+            # The chat server serves item images: a path leaving the catalog's folder could expose other files.
+            bad.append((r, f"'{rel}' is outside the catalog's folder {base} (allow it with --set data.allow_outside_images=true)"))
+            out.append(None)
+            continue
         if opts.check_images:
             try:
                 with Image.open(p) as im:
