@@ -55,6 +55,8 @@ class DataConfig:
     positive_threshold: float = opt(4.0, "ratings >= this count as positives in Protocol A (DESIGN.md)")
     split_ratios: list = opt([0.8, 0.1, 0.1], "train/valid/test ratios of the per-user random split (Protocol A)")
     split_seed: int = opt(2020, "seed of the per-user random split (2020 = the peers' protocol)")
+    allow_outside_images: bool = opt(False, "accept image_path values outside the catalog's folder (off: such items "
+                                            "are kept text-only with a warning; the chat server serves item images)")
     item_noun: str = opt("", "what one item is called in replies ('book', 'recipe'); empty = the built-in data set's "
                              "own ('movie' for ml-100k), else 'item'")
     category_noun: str = opt("", "what the catalog's categories are called ('genre', 'cuisine'); empty = the built-in "
