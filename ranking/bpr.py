@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from recagent.ranking.base import History, Recommender, valid_ndcg
+from recagent.ranking.early_stopping import EarlyStopping
 
 
 class BPRMF(Recommender):
@@ -27,6 +28,9 @@ class BPRMF(Recommender):
     """
 
     name = "bpr"
+    #: tried on validation by the training home (each value trains a model; reg picked on
+    #: Protocol A validation from 1e-4, 1e-2, 3e-2, so only the winner is kept here)
+    param_grid: ClassVar[dict[str, list]] = {"reg": [1e-2]}
 
     def __init__(self, dim: int = 64, lr: float = 5e-3, reg: float = 1e-2, epochs: int = 200, patience: int = 4,
                  eval_every: int = 5, batch_size: int = 2048, seed: int = 2020, **kw: Any):
@@ -50,7 +54,7 @@ class BPRMF(Recommender):
         seen = train.matrix
         # sample negatives from the items that occur in training (others have no signal)
         pool = np.flatnonzero(np.asarray(seen.sum(0)).ravel() > 0) if items is None else np.asarray(items)
-        best, best_state, bad, t0 = -1.0, None, 0, time.time()
+        stop, t0 = EarlyStopping(p["patience"]), time.time()
         for ep in range(1, p["epochs"] + 1):
             perm = rng.permutation(len(users))
             for s in range(0, len(perm), p["batch_size"]):
@@ -72,18 +76,14 @@ class BPRMF(Recommender):
             nd = valid_ndcg(self, valid, items=items, history=train)
             if log:
                 log(f"bpr epoch {ep}: valid ndcg@10 {nd:.4f}")
-            if nd > best:
-                best, best_state, bad = nd, (self.U, self.V, ep), 0
-            else:
-                bad += 1
-                if bad >= p["patience"]:
-                    break
-        if best_state is None:
+            if stop.update(nd, ep, snapshot=lambda: (self.U, self.V)):
+                break
+        if stop.best_state is None:
             self.U, self.V = U.weight.detach().numpy().copy(), V.weight.detach().numpy().copy()
             self.info.update(epochs=p["epochs"])
         else:
-            self.U, self.V, ep_best = best_state
-            self.info.update(best_epoch=ep_best, valid_ndcg10=best)
+            self.U, self.V = stop.best_state
+            self.info.update(stop.summary())
         self.info["fit_seconds"] = round(time.time() - t0, 1)
 
     def score(self, users: np.ndarray, history: History | None = None) -> np.ndarray:

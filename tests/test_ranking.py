@@ -92,3 +92,41 @@ def test_sasrec_learns_a_deterministic_next_item_rule(tmp_path):
     m.save(tmp_path / "s")
     back = Recommender.load(tmp_path / "s")
     np.testing.assert_allclose(back.score(np.arange(3)), m.score(np.arange(3)), rtol=1e-4, atol=1e-5)
+
+
+def test_ease_refuses_a_catalog_over_its_memory_limit_with_one_line():
+    """EASE's dense inverse: the estimate is checked before allocating (no OOM kill)."""
+    from recagent.errors import ModelError
+    from recagent.ranking.linear import DLAE
+
+    train, _, n_u, n_i = checkerboard()
+    h = History.from_frame(train, n_u, n_i)
+    limit = 3 * 8 * 10 ** 2 / 2 ** 30            # room for a 10-item catalog only
+    for model in (EASE(reg=10.0, max_dense_gib=limit), DLAE(max_dense_gib=limit)):
+        with pytest.raises(ModelError) as err:
+            model.fit(h)
+        msg = str(err.value)
+        assert "\n" not in msg and "20 items" in msg and "max_dense_gib" in msg and "rp3beta" in msg
+    EASE(reg=10.0, max_dense_gib=4 * limit).fit(h)   # 20 items fit in four times the room
+
+
+def test_early_stopping_keeps_the_best_snapshot_and_stops_after_patience():
+    from recagent.ranking.early_stopping import EarlyStopping
+
+    stop = EarlyStopping(patience=2)
+    scores = [0.1, 0.3, 0.2, 0.25, 0.9]
+    stopped_at = None
+    for ep, s in enumerate(scores, 1):
+        if stop.update(s, ep, snapshot=lambda ep=ep: f"weights@{ep}"):
+            stopped_at = ep
+            break
+    assert stopped_at == 4 and stop.best_state == "weights@2" and stop.best == 0.3
+    assert stop.summary()["best_epoch"] == 2
+
+
+def test_itemknn_keeps_k_sources_per_target_item():
+    """Regression for the block-wise (sparse) ItemKNN: each target column keeps at most k sources."""
+    train, _, n_u, n_i = checkerboard()
+    m = ItemKNN(k=3).fit(History.from_frame(train, n_u, n_i))
+    per_col = np.diff(m.sim.tocsc().indptr)
+    assert per_col.max() == 3 and m.sim.diagonal().sum() == 0
