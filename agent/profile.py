@@ -40,7 +40,7 @@ class Profile:
 
     def facts(self, vocab) -> Facts:
         # Only liked categories: a small model turns 'Dislikes: Action' into 'you enjoy Action'.
-        cats = {c for c, _ in self.liked_categories[:3]} | set(self.recent_drift)
+        cats = {c for c, _ in self.liked_categories[:5]} | set(self.recent_drift)
         years = {int(e[:4]) for e, _ in self.eras}
         titles = {vocab.catalog.index[i] for i in self.exemplar_ids if i in vocab.catalog.index}
         return Facts(titles=titles, categories=cats, years=years, numbers=set(), liked=set(titles))
@@ -164,7 +164,7 @@ class ProfileSummarizer:
     def prompt(self, p: Profile) -> list[dict]:
         """Facets only, as short lines; the few-shot reply shows the expected paraphrase."""
         lines = [
-            "Likes: " + ", ".join(c for c, _ in p.liked_categories[:3]),
+            "Likes: " + ", ".join(c for c, _ in p.liked_categories[:5]),
             "Dislikes: " + (", ".join(c for c, _ in p.disliked_categories[:2]) or "none"),
             "Era: " + (p.eras[0][0] if p.eras else "any"),
             "Favourites: " + ", ".join(f'"{t}"' for t in p.exemplars[:2]),

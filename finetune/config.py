@@ -1,4 +1,4 @@
-"""Config section ``[finetune]``: LoRA, CLIP training and ranker retraining."""
+"""Config section ``[finetune]``: LoRA for the LLM, its training data, and the finetune stages."""
 
 from __future__ import annotations
 
@@ -12,6 +12,23 @@ class FinetuneConfig:
     lora_r: int = opt(8, "LoRA rank")
     lora_alpha: int = opt(16, "LoRA scaling numerator (alpha / r scales the update)")
     lora_dropout: float = opt(0.05, "dropout on the LoRA branch")
+    lora_targets: list = opt(["q_proj", "k_proj", "v_proj", "o_proj"], "modules that get LoRA (Llama attention names)")
     learning_rate: float = opt(2e-4, "AdamW learning rate of LoRA training")
-    epochs: int = opt(1, "passes over the SFT examples")
-    max_examples: int = opt(2000, "cap on SFT examples built from the logs")
+    epochs: int = opt(1, "passes over the SFT examples (when --steps / finetune.steps is 0)")
+    steps: int = opt(0, "LoRA optimizer steps; 0 = epochs x examples / batch")
+    batch_size: int = opt(8, "examples per optimizer step (SmolLM2-135M, 8 x ~220 tokens: ~1.3 GiB on CPU)")
+    max_seq_len: int = opt(320, "prompt + target tokens; longer examples are cut from the prompt's left")
+    checkpoint_every: int = opt(25, "save adapter + optimizer every N steps (resume point of a killed run)")
+    seed: int = opt(0, "seed of data sampling, example order and LoRA init")
+    max_examples: int = opt(2000, "cap on SFT examples built from the logs (profile + reason)")
+    profile_share: float = opt(0.4, "share of the examples that are profile examples (the rest: reasons)")
+    profile_cutoff: float = opt(0.8, "a profile example sees the first 80 % of a user's history; targets come from "
+                                     "the items liked after it")
+    min_history: int = opt(5, "users with fewer interactions give no profile example")
+    heldout_users: int = opt(100, "users kept out of the LLM training data, for the before/after evaluation")
+    reason_sample_sheets: int = opt(120, "fact sheets whose reason targets are sampled from the base model (the rest "
+                                         "are varied templates); sampling costs ~1 s per sheet on 2 cores")
+    reason_candidates: int = opt(4, "samples per fact sheet in rejection sampling")
+    reason_temperature: float = opt(0.9, "sampling temperature of the candidates")
+    eval_pairs: int = opt(300, "held-out (user, item) pairs whose reasons are compared before/after")
+    eval_users: int = opt(100, "held-out users whose profiles are compared before/after (Recall@50)")
