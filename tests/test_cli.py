@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -72,4 +73,8 @@ def test_recommend_explain_gives_items_with_grounded_reasons(cfg, tmp_path):
     for it in d["items"]:
         assert it["item_id"] in ds.item_index and it["item_id"] not in seen
         assert it["title"] == ds.catalog.title(it["item_id"])
-        assert it["reason"] and str(ds.catalog.get(it["item_id"])["year"]) in it["reason"]
+        item = ds.catalog.get(it["item_id"])
+        # grounded: names the item's year or one of its genres, and quotes only this user's titles
+        assert it["reason"] and (str(item["year"]) in it["reason"] or any(c in it["reason"] for c in item["categories"]))
+        history_titles = {ds.catalog.title(i) for i in seen}
+        assert set(re.findall(r'"([^"]+)"', it["reason"])) <= history_titles, it["reason"]
