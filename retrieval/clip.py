@@ -64,7 +64,7 @@ class ClipEncoder(BaseEncoder):
         if checkpoint:
             arch, state_dict, model_cfg = load_clip_checkpoint(checkpoint, arch)
             if model_cfg is not None:
-                register_model_config(arch, model_cfg)
+                register_model_config(arch, _local_text_tower(model_cfg, checkpoint))
             origin = f"{Path(checkpoint).name}#{_file_digest(Path(checkpoint))}"
         elif pretrained:
             origin = pretrained
@@ -103,12 +103,19 @@ class ClipEncoder(BaseEncoder):
             self.dim = int(model.encode_text(self.tokenizer(["x"]).to(self.device)).shape[-1])
 
     @classmethod
-    def from_config(cls, cfg) -> "ClipEncoder | None":
-        """The configured CLIP model, or ``None`` when neither a checkpoint nor a tag is set."""
+    def from_config(cls, cfg, dataset: Any = None) -> "ClipEncoder | None":
+        """The configured CLIP model, or ``None`` when neither a checkpoint nor a tag is set.
+
+        Args:
+            cfg: the resolved config.
+            dataset: a data set (or its name); without a configured checkpoint or tag, the one
+                ``recagent finetune clip`` trained for it (``<runs>/<dataset>/clip/clip.pt``) is used.
+        """
         m = cfg.models
-        if not m.clip_checkpoint and not m.clip_pretrained:
+        trained = trained_checkpoint(cfg, dataset) if not m.clip_checkpoint and not m.clip_pretrained else None
+        if not m.clip_checkpoint and not m.clip_pretrained and trained is None:
             return None
-        ckpt = Path(m.clip_checkpoint).expanduser() if m.clip_checkpoint else None
+        ckpt = Path(m.clip_checkpoint).expanduser() if m.clip_checkpoint else trained
         if ckpt is not None and not ckpt.is_file():
             raise ModelError(f"models.clip_checkpoint: '{ckpt}' not found; give an existing checkpoint file or leave it empty.")
         return cls(m.clip_model, checkpoint=ckpt, pretrained=m.clip_pretrained or None, device=m.device,
@@ -132,6 +139,17 @@ class _DropMessage(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return self.text not in record.getMessage()
+
+
+def trained_checkpoint(cfg, dataset: Any = None) -> Path | None:
+    """The checkpoint ``recagent finetune clip`` wrote for ``dataset`` (default ``data.dataset``), if any."""
+    from recagent.runs import layout
+
+    try:
+        path = layout(cfg, dataset if dataset is not None else cfg.data.dataset).clip / "clip.pt"
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return path if path.is_file() else None
 
 
 def open_image(image: Any):
@@ -206,6 +224,23 @@ def register_model_config(arch: str, model_cfg: dict) -> None:
     folder = Path(tempfile.mkdtemp(prefix="recagent-clipcfg-"))
     (folder / f"{arch}.json").write_text(json.dumps(model_cfg), encoding="utf-8")
     open_clip.add_model_config(folder)
+
+
+def _local_text_tower(model_cfg: dict, checkpoint: Any) -> dict:
+    # A checkpoint trained here names its HF text tower by a local folder (the cached MiniLM).
+    # On another machine that folder lives under that machine's cache: look for it there.
+    text = dict(model_cfg.get("text_cfg", {}))
+    name = text.get("hf_model_name") or ""
+    if not name.startswith(("/", "~")) or Path(name).expanduser().is_dir():
+        return model_cfg
+    from recagent.paths import default_cache_dir
+
+    local = Path(default_cache_dir()) / "models" / Path(name).name
+    if not local.is_dir():
+        raise ModelError(f"{checkpoint}: its text tower '{name}' is not here; run `recagent models pull` "
+                         f"(it caches {Path(name).name}) or copy that folder to {local}.")
+    text["hf_model_name"] = text["hf_tokenizer_name"] = str(local)
+    return {**model_cfg, "text_cfg": text}
 
 
 def _file_digest(path: Path, chunk: int = 1 << 20) -> str:

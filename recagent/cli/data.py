@@ -92,6 +92,18 @@ def validate(run: Run, items: str | None, interactions: str | None, users: str |
         raise SystemExit(1)
 
 
+@data_group.command("list", help="Built-in data sets: users, items, items with images (counts once pulled), licence.")
+@common_options
+def list_(run: Run) -> None:
+    from recagent.data.builtin import BUILTIN, builtin_summary
+
+    rows = [builtin_summary(name, run.config.paths.cache) for name in BUILTIN]
+    fmt = lambda v: "-" if v is None else f"{v:,}"  # noqa: E731
+    run.emit(rows, lambda rs: "\n".join(
+        f"{r['name']:<18} users {fmt(r['users']):>7}  items {fmt(r['items']):>7}  with images {fmt(r['items_with_images']):>7}"
+        f"{'' if r['cached'] else '  (not pulled: recagent data pull ' + r['name'] + ')'}\n    {r['description']}" for r in rs))
+
+
 def _with_files(run: Run, items: str | None, interactions: str | None, users: str | None):
     changes = {k: v for k, v in {"items": items, "interactions": interactions, "users": users}.items() if v}
     if changes:

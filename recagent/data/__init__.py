@@ -52,14 +52,15 @@ def load_dataset(cfg: Any, name: str | None = None, log_fn: Callable[[str], None
     """The data set named by ``name`` (or ``cfg.data.dataset``): a built-in one (fetched into
     the cache on first use) or ``custom`` from ``cfg.data.items`` / ``interactions`` / ``users``.
     """
-    from recagent.data.builtin import BUILTIN, builtin_files, clean_ml100k_items, clean_ml100k_users
+    from recagent.data.builtin import BUILTIN, builtin_cleaners, builtin_files
 
     name = name or cfg.data.dataset
     opts = ReadOptions.from_config(cfg.data)
     if name in BUILTIN:
         files = builtin_files(name, cfg.paths.cache, log=log_fn or log.info)
+        clean_items, clean_users = builtin_cleaners(name)
         return load_files(files["items"], files["interactions"], files["users"], opts, name=name, builtin=True,
-                          clean_items=clean_ml100k_items, clean_users=clean_ml100k_users)
+                          clean_items=clean_items, clean_users=clean_users)
     if name == "custom" or Path(name).suffix:
         items, inter = cfg.data.items, cfg.data.interactions
         if not items or not inter:

