@@ -48,13 +48,13 @@ def mrr_at_k(ranked: Sequence, relevant: Iterable, k: int) -> float:
 
 
 def ndcg_at_k(ranked: Sequence, relevant: Iterable, k: int) -> float:
-    """Binary-gain NDCG@k (Järvelin & Kekäläinen 2002; RecBole's form). Range [0, 1]."""
+    """Binary-gain NDCG@k (Järvelin & Kekäläinen 2002; RecBole's form). Range [0, 1]. The one
+    NDCG formula is ``batch_metrics``'; this is the one-list view of it."""
     rel = set(relevant)
     if not rel or k <= 0:
         return 0.0
-    dcg = sum(1.0 / np.log2(r + 2) for r, x in enumerate(list(ranked)[:k]) if x in rel)
-    idcg = sum(1.0 / np.log2(r + 2) for r in range(min(len(rel), k)))
-    return float(dcg / idcg)
+    hits = np.array([[x in rel for x in list(ranked)[:k]]], dtype=bool).reshape(1, -1)
+    return float(batch_metrics(hits, np.array([len(rel)]), k)["ndcg"][0])
 
 
 # -- batched versions --------------------------------------------------------------------------
@@ -133,11 +133,30 @@ def intra_list_diversity(lists: np.ndarray | Sequence[Sequence[int]], item_vecto
     return float(np.mean(out)) if out else 0.0
 
 
+def relevance(df, n_users: int, n_items: int) -> sp.csr_matrix:
+    """Binary CSR ``(n_users, n_items)`` of held-out interactions (a frame with ``uidx``, ``iidx``)."""
+    m = sp.csr_matrix((np.ones(len(df), np.float32), (np.asarray(df["uidx"]), np.asarray(df["iidx"]))),
+                      shape=(n_users, n_items))
+    m.data[:] = 1.0
+    return m
+
+
+def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the k largest per row, best first (masked -inf entries may
+    fill the tail when fewer than k items are rankable; callers drop them)."""
+    k = max(0, min(k, scores.shape[1]))
+    if k == 0:
+        return np.zeros((scores.shape[0], 0), np.int64), np.zeros((scores.shape[0], 0), np.float32)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    ids = np.take_along_axis(part, order, axis=1)
+    return ids.astype(np.int64), np.take_along_axis(vals, order, axis=1)
+
+
 def ndcg_from_scores(scores: np.ndarray, relevant: sp.csr_matrix, k: int = 10) -> float:
     """Mean NDCG@k over rows with a relevant item, from already-masked dense scores (used for
     early stopping and tuning on the validation split)."""
-    from recagent.ranking.base import topk
-
     n_rel = np.diff(relevant.indptr)
     keep = n_rel > 0
     if not keep.any():
@@ -145,3 +164,11 @@ def ndcg_from_scores(scores: np.ndarray, relevant: sp.csr_matrix, k: int = 10) -
     ids, vals = topk(scores[keep], k)
     hits = hit_matrix(ids, relevant[keep], np.isfinite(vals))
     return float(batch_metrics(hits, n_rel[keep], k)["ndcg"].mean())
+
+
+def ndcg_per_row(scores: np.ndarray, targets: np.ndarray, k: int = 10) -> np.ndarray:
+    """Per-row NDCG@k of dense, already-masked scores against a dense bool ``targets`` matrix
+    (0 for rows without a target)."""
+    ids, vals = topk(np.asarray(scores, np.float32), k)
+    hits = np.take_along_axis(np.asarray(targets, bool), ids, axis=1) & np.isfinite(vals)
+    return batch_metrics(hits, np.asarray(targets, bool).sum(1), k)["ndcg"]

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recagent.eval.metrics import METRICS, batch_metrics, catalog_coverage, hit_matrix, intra_list_diversity, novelty
-from recagent.ranking.base import History, mask_scores, topk
+from recagent.eval.metrics import (METRICS, batch_metrics, catalog_coverage, hit_matrix, intra_list_diversity, novelty,
+                                   relevance, topk)
+from recagent.ranking.base import History, mask_scores
 
 
 @dataclass
@@ -25,14 +26,6 @@ class EvalResult:
         out = {k: round(float(v.mean()), 6) if len(v) else 0.0 for k, v in self.per_user.items()}
         out.update(self.extra)
         return out
-
-
-def relevance(df: pd.DataFrame, n_users: int, n_items: int) -> sp.csr_matrix:
-    """Binary CSR of held-out items (``uidx``, ``iidx``)."""
-    m = sp.csr_matrix((np.ones(len(df), np.float32), (df["uidx"].to_numpy(), df["iidx"].to_numpy())),
-                      shape=(n_users, n_items))
-    m.data[:] = 1.0
-    return m
 
 
 def evaluate_scores(score_fn, users: np.ndarray, history: History, targets: pd.DataFrame, items: np.ndarray | None,

@@ -108,10 +108,11 @@ def run_eval(cfg: Any, dataset: Any, protocol: str, models: list[str], layout: A
 def _eval_fusion(cfg, t, trv, users, ev, log):
     """Score the fused model (and, with ``ranking.ablations``, its variants) on test from one
     set of precomputed test features."""
+    from recagent.ranking.fusion import features_all
     from recagent.ranking.train import fusion_variants
 
     full = t.models["fusion"]
-    test_X = full._features_all(users, trv, users, full.items_)
+    test_X = features_all(full.src, users, trv, users, full.items_)  # once, for every variant
     res = ev(lambda ub: _score_from(full, users, test_X, ub))
     ablations = {}
     if cfg.ranking.ablations:
@@ -125,15 +126,6 @@ def _eval_fusion(cfg, t, trv, users, ev, log):
 
 def _score_from(f, all_users, feats, ub):
     """Scores of users ``ub`` from precomputed test features (rows aligned with ``all_users``)."""
-    import torch
-
-    X, M, ctx, cand = feats
-    rows = np.searchsorted(all_users, ub)
-    sf, sc = f._select(0)
-    with torch.inference_mode():
-        logits = f.net(torch.from_numpy(np.ascontiguousarray(X[rows][:, :, sf])),
-                       torch.from_numpy(np.ascontiguousarray(M[rows][:, :, sc])),
-                       torch.from_numpy(np.ascontiguousarray(ctx[rows][:, [0] + [1 + c for c in sc]]))).numpy()
     out = np.full((len(ub), f.train_.n_items), -np.inf, np.float32)
-    out[:, f.items_] = logits
+    out[:, f.items_] = f.score_features(feats, np.searchsorted(all_users, ub))
     return out

@@ -18,6 +18,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recagent.errors import ConfigError
+from recagent.eval.metrics import ndcg_from_scores, relevance, topk  # a leaf: imports nothing of ours
+
+__all__ = ["History", "Recommender", "as_history", "mask_scores", "topk", "valid_ndcg"]
 
 
 @dataclass
@@ -218,19 +221,6 @@ def mask_scores(scores: np.ndarray, seen: sp.csr_matrix | None, items: np.ndarra
     return scores
 
 
-def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the k largest per row, best first (masked -inf entries may
-    fill the tail when fewer than k items are rankable; callers drop them)."""
-    k = max(0, min(k, scores.shape[1]))
-    if k == 0:
-        return np.zeros((scores.shape[0], 0), np.int64), np.zeros((scores.shape[0], 0), np.float32)
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    ids = np.take_along_axis(part, order, axis=1)
-    return ids.astype(np.int64), np.take_along_axis(vals, order, axis=1)
-
-
 def _jsonable(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()
@@ -252,15 +242,12 @@ def valid_ndcg(model: "Recommender", valid: Any, k: int = 10, items: np.ndarray 
         history: histories to fold in / mask (default: the model's training data).
         max_users: evaluate a fixed subset of users (the first ones) to save time.
     """
-    from recagent.eval.metrics import ndcg_from_scores
-
     hist = history or model._require_fit()
     v = valid if isinstance(valid, pd.DataFrame) else valid.frame
     users = np.unique(v["uidx"].to_numpy())
     if max_users:
         users = users[:max_users]
-    rel = sp.csr_matrix((np.ones(len(v)), (v["uidx"].to_numpy(), v["iidx"].to_numpy())),
-                        shape=(hist.n_users, hist.n_items))
+    rel = relevance(v, hist.n_users, hist.n_items)
     total, n = 0.0, 0
     for s in range(0, len(users), 1024):
         ub = users[s:s + 1024]

@@ -3,6 +3,8 @@ mask that is 0 where the signal does not exist (no image, no profile text, unkno
 
 Channels (``CHANNELS``; a ranker uses the subset it is given):
   ease, itemknn, bpr  CF scores of fitted baselines (user history folded in for item-item models)
+  rp3beta, gfcf, userknn, slim, dlae, multivae
+                      the same for the other collaborative models (history folded in)
   sasrec              sequential score after the user's time-ordered history
   text_hist           cosine(history centroid of text embeddings, item text embedding)
   text_profile        cosine(profile text embedding, item text embedding), when a profile is given
@@ -25,7 +27,9 @@ import numpy as np
 from recagent.ranking.base import History
 from recagent.ranking.content import centroids
 
-CF_CHANNELS = ("ease", "itemknn", "bpr", "sasrec")
+#: collaborative channels: a fitted ``Recommender`` each (registry name = channel name); ``bpr``
+#: reads the model's own user factors, the others fold the given history in
+CF_CHANNELS = ("ease", "itemknn", "bpr", "sasrec", "rp3beta", "gfcf", "userknn", "slim", "dlae", "multivae")
 CHANNELS = CF_CHANNELS + ("text_hist", "text_profile", "image_hist", "xmodal_profile", "pop", "recency")
 
 

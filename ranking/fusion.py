@@ -29,30 +29,34 @@ import pandas as pd
 
 from recagent.ranking.base import History, Recommender
 from recagent.ranking.features import CF_CHANNELS, CHANNELS, FeatureSources, build_features, context, normalize
-
-DEFAULT_CHANNELS = ["ease", "itemknn", "bpr", "sasrec", "text_hist", "text_profile", "image_hist", "xmodal_profile",
-                    "pop", "recency"]
+from recagent.ranking.fusion_net import ChannelSlice, build_net, ensemble, forward, take, train_net
 
 
 class FusionRanker(Recommender):
     """Gated fusion ranker (see the module docstring for the training scheme).
 
     Args:
-        channels: channel names to use (default: all of ``CHANNELS``; unavailable ones stay masked).
+        channels: channel names to use (default: every channel its sources provide).
         hidden: hidden units of the gate and of the pointwise MLP.
         mlp: add the pointwise MLP on top of the gated linear part.
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         epochs: maximum epochs over the training users.
         patience: epochs without held-out NDCG@10 gain before stopping.
-        holdout: share of the valid users kept for early stopping.
+        holdout: share of the valid users held out for early stopping when ``members`` is 1.
         batch_users: users per step.
         recency_days: window of the recency channel.
         extra_weights: fixed weights of chat-only features (``query``: z-scored query
             similarity, ``constraint``: 0/1 match), used by ``rank``.
-        members: nets in the ensemble; member k holds out a different random 20 % of the valid
-            users (seed + k) and the scores are averaged (lower variance, all users used).
-        seed: seed of the user split and of torch.
+        members: nets in the ensemble; the valid users are cut into ``members`` folds and
+            member k stops on fold k, so every valid user has an out-of-fold score (used for
+            ``select``) and the average uses all users.
+        loss: "softmax" over all candidates or "topn" (softmax over the top ``topn``
+            candidates plus the targets), see ``fusion_net``.
+        topn: candidates kept by the "topn" loss.
+        select: choose on validation (out-of-fold) between the net, each single channel and
+            "best channel + a x net" blends, and serve the winner (``info["selection"]``).
+        seed: seed of the user folds and of torch.
     """
 
     name = "fusion"
@@ -60,20 +64,28 @@ class FusionRanker(Recommender):
     def __init__(self, channels: list | None = None, hidden: int = 16, mlp: bool = True, lr: float = 5e-3,
                  weight_decay: float = 1e-5, epochs: int = 100, patience: int = 8, holdout: float = 0.2,
                  batch_users: int = 64, recency_days: float = 14.0, extra_weights: dict | None = None,
-                 members: int = 3, seed: int = 2020, **kw: Any):
-        super().__init__(channels=list(channels or DEFAULT_CHANNELS), hidden=hidden, mlp=mlp, lr=lr,
+                 members: int = 3, loss: str = "softmax", topn: int = 50, select: bool = True, seed: int = 2020,
+                 **kw: Any):
+        super().__init__(channels=None if channels is None else list(channels), hidden=hidden, mlp=mlp, lr=lr,
                          weight_decay=weight_decay, epochs=epochs, patience=patience, holdout=holdout,
                          batch_users=batch_users, recency_days=recency_days,
                          extra_weights=dict(extra_weights or {"query": 1.0, "constraint": 3.0}), members=members,
-                         seed=seed, **kw)
-        unknown = [c for c in self.params["channels"] if c not in CHANNELS]
-        if unknown:
-            from recagent.errors import ConfigError
+                         loss=loss, topn=topn, select=select, seed=seed, **kw)
+        from recagent.errors import ConfigError
 
+        unknown = [c for c in (channels or []) if c not in CHANNELS]
+        if unknown:
             raise ConfigError(f"fusion: unknown channel(s) {unknown}; channels are: {', '.join(CHANNELS)}.")
+        if loss not in ("softmax", "topn"):
+            raise ConfigError(f"fusion: loss={loss!r}; use 'softmax' or 'topn'.")
         self.net = None
         self.src: FeatureSources | None = None
         self.items_: np.ndarray | None = None
+        self.served: dict = {"kind": "net"}
+
+    @property
+    def slice(self) -> ChannelSlice:
+        return ChannelSlice.of(CHANNELS, self.params["channels"])
 
     # -- training ---------------------------------------------------------------------
     def fit(self, data: Any, valid: Any = None, **kw: Any) -> "FusionRanker":
@@ -82,40 +94,67 @@ class FusionRanker(Recommender):
 
     def _fit(self, train: History, valid: Any, base_models: dict | None = None, text_emb: np.ndarray | None = None,
              image_emb: np.ndarray | None = None, has_image: np.ndarray | None = None, items: np.ndarray | None = None,
-             features: tuple | None = None, src: FeatureSources | None = None, log=None, **kw: Any) -> None:
+             features: tuple | None = None, src: FeatureSources | None = None, n_select: int | None = None,
+             log=None, **kw: Any) -> None:
         """Args:
             base_models: fitted channel models by name (fit on train only!); missing CF
                 channels are fit here with defaults.
             text_emb / image_emb / has_image: item embeddings (see ``FeatureSources``).
             items: the item universe to rank over (default: all items).
             features: precomputed ``(X, M, ctx, cand, targets)`` from ``training_features``
-                (eval reuses them across ablations).
+                (the training home reuses them across ablations).
             src: ready feature sources (shared by ablation variants).
+            n_select: the first ``n_select`` rows of ``features`` are the validation users
+                (early stopping and selection); later rows only train (see ``ranking/train.py``'s
+                K-fold rows). Default: all rows.
         """
-        if valid is None:
+        if valid is None and features is None:
             raise ValueError("FusionRanker.fit needs validation interactions (a Split or valid=DataFrame)")
         t0 = time.time()
         self.items_ = np.arange(train.n_items) if items is None else np.asarray(items)
         self.src = src or self.src or make_sources(train, self.params, base_models, text_emb, image_emb, has_image, log)
+        if self.params["channels"] is None:
+            self.params["channels"] = [c for c in CHANNELS if self.src.available(c)]
         if features is None:
             features = self.training_features(train, valid)
-        X, M, ctx, cand, targets = features
-        sel_f, sel_c = self._select(len(M[0, 0]) if M.ndim == 3 else 0)
+        n = len(features[0])
+        n_sel = n if n_select is None else int(n_select)
+        folds = self._folds(n_sel)
+        sl = self.slice
         nets, infos = [], []
-        for k in range(max(1, int(self.params["members"]))):
-            rng = np.random.default_rng(self.params["seed"] + k)
-            n = len(X)
-            perm = rng.permutation(n)
-            n_val = max(1, int(round(self.params["holdout"] * n))) if n > 1 else 0
-            val_rows, tr_rows = perm[:n_val], perm[n_val:] if n > 1 else perm
-            net, info = train_fusion(X[:, :, sel_f], M[:, :, sel_c], ctx[:, [0] + [1 + c for c in sel_c]], cand, targets,
-                                     tr_rows, val_rows, {**self.params, "seed": self.params["seed"] + k}, log)
+        oof = np.zeros((n_sel, features[0].shape[1]), np.float32)
+        has_oof = np.zeros(n_sel, bool)
+        extra = np.arange(n_sel, n)
+        for k, val_rows in enumerate(folds):
+            tr_rows = np.concatenate([np.setdiff1d(np.arange(n_sel), val_rows), extra])
+            net, info = train_net(features, sl, tr_rows, val_rows, {**self.params, "seed": self.params["seed"] + k}, log)
             nets.append(net)
             infos.append(info)
-        self.net = _ensemble(nets)
-        info = {"members": len(nets), "best_epochs": [i.get("best_epoch") for i in infos],
-                "holdout_ndcg10": round(float(np.mean([i.get("holdout_ndcg10", np.nan) for i in infos])), 4)}
-        self.info.update(info, fit_seconds=round(time.time() - t0, 1))
+            if len(val_rows):
+                oof[val_rows] = forward(net, features, sl, val_rows)
+                has_oof[val_rows] = True
+        self.net = ensemble(nets)
+        self.info.update({"members": len(nets), "best_epochs": [i.get("best_epoch") for i in infos],
+                          "holdout_ndcg10": round(float(np.mean([i.get("holdout_ndcg10", np.nan) for i in infos])), 4),
+                          "training_users": int(n), "selection_users": int(n_sel)})
+        if self.params["select"] and has_oof.any():
+            rows = np.flatnonzero(has_oof)
+            self.served, table = select_served(features, rows, oof[rows], sl)
+            self.info["selection"] = {"served": describe(self.served), "valid_ndcg@10": table}
+            if log:
+                log(f"fusion: serving {describe(self.served)} (out-of-fold valid ndcg@10: {table})")
+        self.info["fit_seconds"] = round(time.time() - t0, 1)
+
+    def _folds(self, n: int) -> list[np.ndarray]:
+        """Held-out rows of each member: ``members`` disjoint folds, or one ``holdout`` share."""
+        rng = np.random.default_rng(self.params["seed"])
+        perm = rng.permutation(n)
+        k = max(1, int(self.params["members"]))
+        if n < 2:
+            return [np.zeros(0, np.int64)]
+        if k == 1:
+            return [np.sort(perm[:max(1, int(round(self.params["holdout"] * n)))])]
+        return [np.sort(perm[j::k]) for j in range(k)]
 
     def training_features(self, train: History, valid: Any, src: FeatureSources | None = None,
                           items: np.ndarray | None = None) -> tuple:
@@ -126,30 +165,14 @@ class FusionRanker(Recommender):
             src: the feature sources (default: this model's).
             items: the item universe (default: this model's).
         """
-        src = src or self.src
-        items = self.items_ if items is None else np.asarray(items)
-        v = valid if isinstance(valid, pd.DataFrame) else valid.frame
-        users = np.unique(v["uidx"].to_numpy())
-        col = np.full(train.n_items, -1)
-        col[items] = np.arange(len(items))
-        targets = np.zeros((len(users), len(items)), bool)
-        row = np.searchsorted(users, v["uidx"].to_numpy())
-        c = col[v["iidx"].to_numpy()]
-        targets[row[c >= 0], c[c >= 0]] = True
-        X, M, ctx, cand = features_all(src, users, train, users, items)
-        return X, M, ctx, cand, targets & cand
-
-    def _features_all(self, users, history: History, model_users, items: np.ndarray, profile_text=None,
-                      profile_clip=None):
-        """Features over ``items`` (the columns); reads the model, never changes it (thread-safe)."""
-        return features_all(self.src, users, history, model_users, items, profile_text, profile_clip)
-
-    def _select(self, _n: int) -> tuple[list, list]:
-        chans = [CHANNELS.index(c) for c in self.params["channels"]]
-        C = len(CHANNELS)
-        return chans + [C + c for c in chans], chans
+        return training_features(src or self.src, train, valid, self.items_ if items is None else items)
 
     # -- scoring ----------------------------------------------------------------------
+    def score_features(self, feats: tuple, rows: np.ndarray | None = None) -> np.ndarray:
+        """The served score ``(rows, I)`` from full features ``(X, M, ctx, cand, ...)``: the net,
+        a single channel or a blend (``self.served``); eval scores precomputed features with it."""
+        return served_scores(self.served, self.net, feats, self.slice, rows)
+
     def score(self, users: np.ndarray, history: History | None = None, model_users: np.ndarray | None = None,
               profile_text: np.ndarray | None = None, profile_clip: np.ndarray | None = None) -> np.ndarray:
         """Scores over all items (items outside the fitted universe get -inf).
@@ -171,16 +194,10 @@ class FusionRanker(Recommender):
 
     def _logits(self, users: np.ndarray, history: History, model_users: np.ndarray, items: np.ndarray,
                 profile_text: np.ndarray | None = None, profile_clip: np.ndarray | None = None) -> np.ndarray:
-        """Fused scores ``(len(users), len(items))`` of ``items``; everything a call needs is an
+        """Served scores ``(len(users), len(items))`` of ``items``; everything a call needs is an
         argument, so concurrent calls on one shared model never see each other's state."""
-        import torch
-
-        X, M, ctx, cand = self._features_all(users, history, model_users, items, profile_text, profile_clip)
-        sf, sc = self._select(0)
-        with torch.inference_mode():
-            return self.net(torch.from_numpy(np.ascontiguousarray(X[:, :, sf])),
-                            torch.from_numpy(np.ascontiguousarray(M[:, :, sc])),
-                            torch.from_numpy(np.ascontiguousarray(ctx[:, [0] + [1 + c for c in sc]]))).numpy()
+        feats = features_all(self.src, users, history, model_users, items, profile_text, profile_clip)
+        return self.score_features(feats)
 
     def rank(self, history_items: list, candidates: np.ndarray, user: int | None = None,
              profile_text: np.ndarray | None = None, profile_clip: np.ndarray | None = None,
@@ -213,43 +230,37 @@ class FusionRanker(Recommender):
         return s
 
     def contributions(self, history_items: list, user: int | None = None) -> dict[str, np.ndarray]:
-        """Each channel's additive share of the fused score over every item (chat's "why this?").
+        """Each channel's additive share of the served score over every item (chat's "why this?").
 
-        A channel's share is the sum over its two views (z-score, rank) of feature x per-user
-        gate weight, averaged over the ensemble's members; ``interaction`` is the MLP's part
-        (absent for a linear fusion). Items outside the fitted universe get 0.
+        For the net, a channel's share is the sum over its two views (z-score, rank) of feature x
+        per-user gate weight, averaged over the ensemble's members; ``interaction`` is the MLP's
+        part (absent for a linear fusion). When a single channel is served it holds the whole
+        score; a blend adds the net's shares, scaled as in the blend. Items outside the fitted
+        universe get 0.
 
         Args:
             history_items: the user's item indices in time order (may be empty).
             user: the user's index in the fitted models, or None for a new user.
         """
-        import torch
-
         hist = self._one_user_history(history_items, user)
         items = self.items_
-        X, M, ctx, _ = self._features_all(np.array([0]), hist, np.array([-1 if user is None else user]), items)
-        sf, sc = self._select(0)
-        x = torch.from_numpy(np.ascontiguousarray(X[:, :, sf]))
-        m = torch.from_numpy(np.ascontiguousarray(M[:, :, sc]))
-        c = torch.from_numpy(np.ascontiguousarray(ctx[:, [0] + [1 + i for i in sc]]))
-        names = list(self.params["channels"])
-        parts = np.zeros((len(names), x.shape[1]), np.float32)
-        inter = np.zeros(x.shape[1], np.float32)
-        members = list(self.net.members)
-        with torch.inference_mode():
-            for net in members:
-                w = net.base + net.gate(c)
-                per_feature = (x * w[:, None, :])[0].numpy()          # (items, 2C)
-                parts += (per_feature[:, :len(names)] + per_feature[:, len(names):]).T / len(members)
-                if net.mlp is not None:
-                    inter += net.mlp(torch.cat([x, m], dim=-1))[0, :, 0].numpy() / len(members)
+        feats = features_all(self.src, np.array([0]), hist, np.array([-1 if user is None else user]), items)
+        parts = net_contributions(self.net, feats, self.slice)
+        kind = self.served["kind"]
+        if kind != "net":
+            ch = self.served["channel"]
+            own = channel_score(feats, ch)[0]
+            if kind == "channel":
+                parts = {ch: own}
+            else:
+                a = float(self.served["weight"]) / float(_user_sd(forward(self.net, feats, self.slice), feats[3])[0])
+                parts = {k: v * a for k, v in parts.items()}
+                parts[ch] = parts.get(ch, 0.0) + own
         out = {}
-        for name, row in zip(names + ["interaction"], list(parts) + [inter]):
+        for name, row in parts.items():
             full = np.zeros(hist.n_items, np.float32)
             full[items] = row
             out[name] = full
-        if not any(net.mlp is not None for net in members):
-            del out["interaction"]
         return out
 
     def _one_user_history(self, history_items: list, user: int | None) -> History:
@@ -276,6 +287,7 @@ class FusionRanker(Recommender):
     def save(self, directory):
         import torch
 
+        self.info["served"] = self.served
         d = super().save(directory)
         torch.save(self.net.state_dict(), Path(d) / "net.pt")
         for name, m in self.src.models.items():
@@ -294,15 +306,124 @@ class FusionRanker(Recommender):
         import torch
 
         self.items_ = state["items"]
+        self.served = dict(self.info.get("served") or {"kind": "net"})
         models = {}
         for sub in sorted((Path(directory) / "channels").glob("*")):
             models[sub.name] = Recommender.load(sub)
         self.src = FeatureSources(models, state.get("text_emb"), state.get("image_emb"), state.get("has_image"),
                                   self.train_.frame, self.params["recency_days"], self.train_.n_items)
-        _, sc = self._select(0)
-        self.net = _ensemble([_net(len(sc), self.params["hidden"], self.params["mlp"])
-                              for _ in range(max(1, int(self.params["members"])))])
+        if self.params["channels"] is None:  # pragma: no cover - saved models always name them
+            self.params["channels"] = [c for c in CHANNELS if self.src.available(c)]
+        self.net = ensemble([build_net(len(self.params["channels"]), self.params["hidden"], self.params["mlp"])
+                             for _ in range(max(1, int(self.params["members"])))])
         self.net.load_state_dict(torch.load(Path(directory) / "net.pt", weights_only=True))
+
+
+# -- what is served: the net, one channel, or a blend (chosen on validation) ------------------------
+def channel_score(feats: tuple, channel: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """One channel alone as a score: its z view, ties broken by its rank view (the same order as
+    its raw values over the candidates)."""
+    c = CHANNELS.index(channel)
+    X = feats[0] if rows is None else feats[0][rows]
+    return X[:, :, c] + 1e-3 * X[:, :, len(CHANNELS) + c]
+
+
+def _user_sd(s: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Per-user standard deviation of ``s`` over the candidates (the blend's scale of the net;
+    a per-user shift would not change any ranking, so none is applied)."""
+    w = cand.astype(np.float32)
+    n = np.maximum(w.sum(1), 1.0)
+    mu = (s * w).sum(1) / n
+    return np.maximum(np.sqrt((((s - mu[:, None]) * w) ** 2).sum(1) / n), 1e-6)
+
+
+def served_scores(served: dict, net: Any, feats: tuple, sl: ChannelSlice, rows: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """Scores of the served model (``{"kind": "net" | "channel" | "blend", "channel", "weight"}``)."""
+    kind = served.get("kind", "net")
+    if kind == "channel":
+        return channel_score(feats, served["channel"], rows)
+    s = forward(net, feats, sl, rows)
+    if kind == "blend":
+        cand = feats[3] if rows is None else feats[3][rows]
+        s = channel_score(feats, served["channel"], rows) + float(served["weight"]) * s / _user_sd(s, cand)[:, None]
+    return s
+
+
+def describe(served: dict) -> str:
+    """Human words for what is served ("the fused net", "ease alone", "ease + 0.5 x net")."""
+    kind = served.get("kind", "net")
+    if kind == "channel":
+        return f"{served['channel']} alone (it beat the fused net on validation)"
+    if kind == "blend":
+        return f"{served['channel']} + {served['weight']} x fused net (beat the net alone on validation)"
+    return "the fused net"
+
+
+BLEND_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+
+
+def select_served(feats: tuple, rows: np.ndarray, oof: np.ndarray, sl: ChannelSlice) -> tuple[dict, dict]:
+    """Choose what to serve on validation rows ``rows``: the net (its out-of-fold scores
+    ``oof``), each single channel of ``sl``, and ``best channel + a x net`` (per-user z-scored
+    net) for ``a`` in ``BLEND_WEIGHTS``. The net wins ties. Returns ``(served, {label: ndcg})``."""
+    from recagent.eval.metrics import ndcg_per_row
+
+    cand, tgt = feats[3][rows], feats[4][rows]
+    nd = lambda s: float(ndcg_per_row(np.where(cand, s, -np.inf), tgt, 10).mean())  # noqa: E731
+    table = {"net": nd(oof)}
+    M = feats[1][rows]
+    for ch in sl.channels:
+        c = CHANNELS.index(ch)
+        if (M[:, :, c] * cand).any():
+            table[ch] = nd(channel_score(feats, ch, rows))
+    choices = {"net": {"kind": "net"}}
+    singles = [k for k in table if k != "net"]
+    if singles:
+        best = max(singles, key=lambda k: table[k])
+        choices[best] = {"kind": "channel", "channel": best}
+        zn = oof / _user_sd(oof, cand)[:, None]
+        base = channel_score(feats, best, rows)
+        for a in BLEND_WEIGHTS:
+            label = f"{best} + {a} x net"
+            table[label] = nd(base + a * zn)
+            choices[label] = {"kind": "blend", "channel": best, "weight": a}
+    win = max(choices, key=lambda k: (table[k], k == "net"))
+    return choices[win], {k: round(v, 4) for k, v in table.items()}
+
+
+def net_contributions(net: Any, feats: tuple, sl: ChannelSlice) -> dict[str, np.ndarray]:
+    """Per-channel additive shares of the net's score for row 0 (see ``contributions``)."""
+    import torch
+
+    x, m, c = take(feats, sl, np.array([0]))
+    names = list(sl.channels)
+    parts = np.zeros((len(names), x.shape[1]), np.float32)
+    inter = np.zeros(x.shape[1], np.float32)
+    members = list(net.members)
+    with torch.inference_mode():
+        for member in members:
+            per_feature = (x * member.weights(c)[:, None, :])[0].numpy()          # (items, 2C)
+            parts += (per_feature[:, :len(names)] + per_feature[:, len(names):]).T / len(members)
+            if member.mlp is not None:
+                inter += member.mlp(torch.cat([x, m], dim=-1))[0, :, 0].numpy() / len(members)
+    out = dict(zip(names, parts))
+    if any(member.mlp is not None for member in members):
+        out["interaction"] = inter
+    return out
+
+
+def training_features(src: FeatureSources, train: History, valid: Any, items: np.ndarray) -> tuple:
+    """``(X, M, ctx, cand, targets)`` of every channel for the users of ``valid`` (features
+    from ``train`` histories and ``src``'s models; targets = their ``valid`` items)."""
+    from recagent.eval.metrics import relevance
+
+    items = np.asarray(items)
+    v = valid if isinstance(valid, pd.DataFrame) else valid.frame
+    users = np.unique(v["uidx"].to_numpy())
+    targets = relevance(v, train.n_users, train.n_items)[users][:, items].toarray() > 0
+    X, M, ctx, cand = features_all(src, users, train, users, items)
+    return X, M, ctx, cand, targets & cand
 
 
 def features_all(src: FeatureSources, users: np.ndarray, history: History, model_users: np.ndarray | None,
@@ -328,7 +449,7 @@ def make_sources(train: History, params: dict, base_models: dict | None, text_em
 
     models = dict(base_models or {})
     defaults = {"ease": EASE, "itemknn": ItemKNN, "bpr": BPRMF}
-    for ch in params["channels"]:
+    for ch in params["channels"] or list(defaults):
         if ch in CF_CHANNELS and ch not in models and ch in defaults:
             if log:
                 log(f"fusion: fitting channel {ch} with defaults")
@@ -337,118 +458,3 @@ def make_sources(train: History, params: dict, base_models: dict | None, text_em
     if image_emb is not None and has_image is None:
         has_image = np.linalg.norm(image_emb, axis=1) > 0
     return FeatureSources(models, text_emb, image_emb, has_image, train.frame, params["recency_days"], train.n_items)
-
-
-def train_fusion(X: np.ndarray, M: np.ndarray, ctx: np.ndarray, cand: np.ndarray, targets: np.ndarray,
-                 train_rows: np.ndarray, val_rows: np.ndarray, params: dict, log=None):
-    """Train the gated fusion net on precomputed features (softmax over each user's candidates,
-    averaged over their target items); early stopping on NDCG@10 of ``val_rows``.
-
-    Args:
-        X: ``(U, I, 2C)`` normalised features.  M: ``(U, I, C)`` masks.  ctx: ``(U, 1 + C)``.
-        cand: bool ``(U, I)`` rankable candidates.  targets: bool ``(U, I)`` next items.
-        train_rows / val_rows: user rows to train on / to stop on.
-        params: ``hidden``, ``mlp``, ``lr``, ``weight_decay``, ``epochs``, ``patience``,
-            ``batch_users``, ``seed``.
-    Returns:
-        ``(net, info)`` with the best net (by held-out NDCG@10) and training facts.
-    """
-    import torch
-
-    torch.manual_seed(params["seed"])
-    rng = np.random.default_rng(params["seed"])
-    C = M.shape[2]
-    net = _net(C, params["hidden"], params["mlp"])
-    opt = torch.optim.Adam(net.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
-    T = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-    Xt, Mt, Ct, cand_t, tgt_t = T(X), T(M), T(ctx), T(cand), T(targets.astype(np.float32))
-    has_t = targets[train_rows].any(1)
-    train_rows = np.asarray(train_rows)[has_t]
-    val_rows = np.asarray(val_rows)[targets[val_rows].any(1)] if len(val_rows) else val_rows
-    best, best_state, bad, ep = -1.0, None, 0, 0
-    for ep in range(1, params["epochs"] + 1):
-        net.train()
-        order = train_rows[rng.permutation(len(train_rows))]
-        for s in range(0, len(order), params["batch_users"]):
-            b = torch.from_numpy(order[s:s + params["batch_users"]])
-            logits = net(Xt[b], Mt[b], Ct[b]).masked_fill(~cand_t[b], -1e9)
-            logp = torch.log_softmax(logits, dim=1)
-            t = tgt_t[b]
-            loss = -((logp * t).sum(1) / t.sum(1)).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        if not len(val_rows):
-            continue
-        nd = _ndcg10(net, Xt, Mt, Ct, cand_t, tgt_t, torch.from_numpy(val_rows))
-        if log and ep % 5 == 0:
-            log(f"fusion epoch {ep}: loss {loss.item():.4f} held-out ndcg@10 {nd:.4f}")
-        if nd > best + 1e-5:
-            best, bad = nd, 0
-            best_state = ({k: v.clone() for k, v in net.state_dict().items()}, ep)
-        else:
-            bad += 1
-            if bad >= params["patience"]:
-                break
-    info = {"epochs_run": ep}
-    if best_state is not None:
-        net.load_state_dict(best_state[0])
-        info.update(best_epoch=best_state[1], holdout_ndcg10=round(best, 4))
-    net.eval()
-    return net, info
-
-
-def _ndcg10(net, X, M, C, cand, tgt, rows) -> float:
-    import torch
-
-    with torch.inference_mode():
-        logits = net(X[rows], M[rows], C[rows]).masked_fill(~cand[rows], -1e9)
-        top = logits.topk(min(10, logits.shape[1]), dim=1).indices
-        hits = tgt[rows].gather(1, top)
-        disc = 1.0 / torch.log2(torch.arange(2, top.shape[1] + 2, dtype=torch.float32))
-        dcg = (hits * disc).sum(1)
-        n_rel = tgt[rows].sum(1).clamp(max=top.shape[1]).long()
-        ideal = torch.cat([torch.zeros(1), disc.cumsum(0)])[n_rel]
-        return float((dcg / ideal.clamp(min=1e-9)).mean())
-
-
-def _net(n_channels: int, hidden: int, mlp: bool):
-    import torch
-    from torch import nn
-
-    class FusionNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            nf = 2 * n_channels
-            self.base = nn.Parameter(torch.zeros(nf))
-            self.gate = nn.Sequential(nn.Linear(1 + n_channels, hidden), nn.Tanh(), nn.Linear(hidden, nf))
-            nn.init.zeros_(self.gate[2].weight)
-            nn.init.zeros_(self.gate[2].bias)
-            self.mlp = nn.Sequential(nn.Linear(nf + n_channels, hidden), nn.ReLU(), nn.Linear(hidden, 1)) if mlp else None
-            if self.mlp is not None:
-                nn.init.zeros_(self.mlp[2].weight)
-
-        def forward(self, x, m, ctx):
-            w = self.base + self.gate(ctx)                          # (B, 2C): per-user channel weights
-            s = (x * w[:, None, :]).sum(-1)
-            if self.mlp is not None:
-                s = s + self.mlp(torch.cat([x, m], dim=-1)).squeeze(-1)
-            return s
-
-    return FusionNet()
-
-
-def _ensemble(nets: list):
-    """Average of the members' scores (a module, so one state_dict saves them all)."""
-    import torch
-    from torch import nn
-
-    class Ensemble(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.members = nn.ModuleList(nets)
-
-        def forward(self, x, m, ctx):
-            return torch.stack([net(x, m, ctx) for net in self.members]).mean(0)
-
-    return Ensemble().eval()

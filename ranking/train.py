@@ -233,7 +233,7 @@ def fusion_variants(cfg: Any, t: Trained, log: Log = lambda s: None) -> dict:
     sets.update({f"all - {c}": [x for x in avail if x != c] for c in avail})
     out = {}
     for label, chans in sets.items():
-        f = FusionRanker(channels=chans, **{**base_params("fusion", cfg), "members": 1})  # one net per row (time)
+        f = FusionRanker(channels=chans, **{**base_params("fusion", cfg), "members": 1, "select": False})  # one net each
         f.fit(t.train, t.split.valid, items=t.split.items, features=t.fusion_features, src=full.src)
         out[label] = f
     return out

@@ -8,7 +8,8 @@ from recagent.data import make_split
 from recagent.ranking.base import History, Recommender
 from recagent.ranking.baselines import EASE
 from recagent.ranking.features import CHANNELS, FeatureSources, build_features, normalize
-from recagent.ranking.fusion import FusionRanker, train_fusion
+from recagent.ranking.fusion import FusionRanker
+from recagent.ranking.fusion_net import ChannelSlice, forward, ndcg_torch, train_net
 from recagent.retrieval.encoders import HashEncoder
 from ranking_data import write_recipes
 
@@ -31,13 +32,14 @@ def synthetic(n_users=300, n_items=40, seed=0):
     return X, M, ctx, cand, tg
 
 
+SL2 = ChannelSlice.of(["answer", "noise"], ["answer", "noise"])
+
+
 def _holdout_ndcg(net, X, M, ctx, cand, tg, rows):
-    import torch
+    from recagent.eval.metrics import ndcg_per_row
 
-    from recagent.ranking.fusion import _ndcg10
-
-    T = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-    return _ndcg10(net, T(X), T(M), T(ctx), T(cand), T(tg.astype(np.float32)), T(rows))
+    s = forward(net, (X, M, ctx), SL2, rows)
+    return float(ndcg_per_row(np.where(cand[rows], s, -np.inf), tg[rows], 10).mean())
 
 
 def _shuffled(X, channel, n_channels, seed=0):
@@ -55,7 +57,7 @@ def _shuffled(X, channel, n_channels, seed=0):
 def test_fusion_uses_the_answer_channel_and_ignores_noise(mlp):
     X, M, ctx, cand, tg = synthetic()
     rows = np.arange(240, 300)
-    net, info = train_fusion(X, M, ctx, cand, tg, np.arange(240), rows, {**PARAMS, "mlp": mlp})
+    net, info = train_net((X, M, ctx, cand, tg), SL2, np.arange(240), rows, {**PARAMS, "mlp": mlp})
     full = _holdout_ndcg(net, X, M, ctx, cand, tg, rows)
     assert full > 0.7                                   # a random ranking of 40 items gets ~0.1
     no_noise = _holdout_ndcg(net, _shuffled(X, 1, 2), M, ctx, cand, tg, rows)
@@ -73,6 +75,29 @@ def tiny_fit(tiny):
     tr = History.from_frame(split.train, split.n_users, split.n_items)
     emb = HashEncoder(32).embed_texts([tiny.catalog.describe(i) for i in range(len(tiny.catalog))])
     return tiny, split, tr, emb
+
+
+def test_torch_ndcg_of_the_trainer_is_the_metric():
+    import torch
+
+    from recagent.eval.metrics import ndcg_per_row
+
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(50, 30)).astype(np.float32)
+    cand = rng.random((50, 30)) > 0.2
+    tgt = (rng.random((50, 30)) > 0.85) & cand
+    tgt[0] = False                                                     # a row without targets: 0
+    ours = ndcg_torch(torch.from_numpy(s), torch.from_numpy(cand), torch.from_numpy(tgt)).numpy()
+    ref = ndcg_per_row(np.where(cand, s, -np.inf), tgt, 10)
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
+    assert ours[0] == 0.0 and ours.max() > 0
+
+
+def test_topn_listwise_loss_also_learns_the_answer_channel():
+    X, M, ctx, cand, tg = synthetic()
+    rows = np.arange(240, 300)
+    net, _ = train_net((X, M, ctx, cand, tg), SL2, np.arange(240), rows, {**PARAMS, "loss": "topn", "topn": 10})
+    assert _holdout_ndcg(net, X, M, ctx, cand, tg, rows) > 0.7
 
 
 def test_fusion_on_a_catalog_without_images(tiny_fit, tmp_path):
@@ -127,7 +152,7 @@ def test_unknown_channel_is_a_config_error():
 
     with pytest.raises(ConfigError, match="unknown channel"):
         FusionRanker(channels=["ease", "telepathy"])
-    assert set(FusionRanker().params["channels"]) <= set(CHANNELS)
+    assert FusionRanker().params["channels"] is None                # chosen from the sources at fit time
 
 
 def test_concurrent_rank_calls_on_one_shared_model_match_single_threaded(tmp_path):
@@ -158,4 +183,7 @@ def test_concurrent_rank_calls_on_one_shared_model_match_single_threaded(tmp_pat
             together = list(pool.map(run, jobs))
         for a, b in zip(alone, together):
             np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(f.contributions(jobs[1][0], user=jobs[1][2])["ease"], contrib["ease"])
+    again = f.contributions(jobs[1][0], user=jobs[1][2])
+    assert set(again) == set(contrib)
+    for name in contrib:
+        np.testing.assert_array_equal(again[name], contrib[name])
