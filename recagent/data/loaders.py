@@ -1,8 +1,8 @@
 """Read and validate catalogs, interaction logs and user files.
 
-Formats by suffix: ``.csv``, ``.tsv``/``.txt``, ``.parquet``, ``.jsonl``/``.ndjson``, and
-RecBole atomic files (``.item``, ``.inter``, ``.user``: tab-separated, ``name:type`` headers).
-Every problem becomes one line naming file, row and column and ending with the fix. Problems
+Files are read by ``recagent.data.tables`` (formats by suffix: CSV, TSV, Parquet, JSONL and
+RecBole atomic files; ragged rows and NUL bytes are caught there); this module maps and checks
+the columns. Every problem becomes one line naming file, row and column and ending with the fix. Problems
 that can be worked around (interactions of unknown items, unreadable images) are warnings
 with a count; the rest are errors. ``validate_files`` collects them all; the ``load_*``
 functions raise the first error as a ``DataError``.
@@ -10,8 +10,6 @@ functions raise the first error as a ``DataError``.
 
 from __future__ import annotations
 
-import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +17,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from recagent.data.tables import looks_like_formula, read_table
+from recagent.data.tables import short as _short
 from recagent.errors import DataError
 
 MAX_PER_PROBLEM = 5  # rows listed for one kind of problem before "... and N more"
@@ -39,6 +39,7 @@ INTER_ALIASES = {
 }
 USER_ALIASES = {"user_id": ["user_id", "user", "userid", "id"]}
 
+TS_MIN, TS_MAX = -2208988800.0, 7258118400.0  # 1900-01-01 and 2200-01-01 UTC in Unix seconds: nothing in a log is older or newer
 ITEM_REQUIRED = ["item_id", "title"]
 INTER_REQUIRED = ["user_id", "item_id", "timestamp"]
 
@@ -137,90 +138,7 @@ def validate_files(
     return report
 
 
-# ----------------------------------------------------------------------------- reading
-
-
-def _read_table(path: Path, report: Report, opts: ReadOptions) -> pd.DataFrame | None:
-    """The file as a table of raw values (strings for text formats), or None after an error."""
-    if not path.exists():
-        report.errors.append(f"{path}: file not found; check the path (relative paths start at {Path.cwd()}).")
-        return None
-    if path.is_dir():
-        report.errors.append(f"{path}: is a folder, not a file; give the path of the file itself.")
-        return None
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            df = pd.read_parquet(path)
-            df.columns = [str(c) for c in df.columns]
-        else:
-            text = _decode(path, opts, report)
-            if text is None:
-                return None
-            if suffix in (".jsonl", ".ndjson", ".json"):
-                df = _read_jsonl(path, text, report)
-                if df is None:
-                    return None
-            else:
-                sep = "," if suffix == ".csv" else "\t"
-                if not text.strip():
-                    report.errors.append(f"{path.name}: the file is empty (no header, no rows); export the table with a header line and at least one row.")
-                    return None
-                df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False)
-                if suffix in (".inter", ".item", ".user"):
-                    df.columns = [str(c).split(":", 1)[0] for c in df.columns]
-    except pd.errors.ParserError as exc:
-        report.errors.append(f"{path.name}: cannot be parsed as {suffix.lstrip('.') or 'a table'} ({_short(exc)}); fix the row with the wrong number of fields.")
-        return None
-    except (OSError, ValueError) as exc:
-        report.errors.append(f"{path.name}: cannot be read ({_short(exc)}); check that it is a valid {suffix.lstrip('.') or 'table'} file.")
-        return None
-    df.columns = [str(c).strip().lower() for c in df.columns]
-    if len(df) == 0:
-        report.errors.append(f"{path.name}: has a header but 0 rows; add data rows or point to the right file.")
-        return None
-    return df
-
-
-def _decode(path: Path, opts: ReadOptions, report: Report) -> str | None:
-    data = path.read_bytes()
-    try:
-        text = data.decode(opts.encoding)
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        report.errors.append(
-            f"{path.name} line {line}: byte 0x{data[exc.start]:02x} is not valid {opts.encoding}; "
-            f"re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8) or set data.encoding (e.g. --set data.encoding=latin-1)."
-        )
-        return None
-    except LookupError:
-        report.errors.append(f"{path.name}: unknown encoding '{opts.encoding}' in data.encoding; use e.g. utf-8 or latin-1.")
-        return None
-    return text.lstrip("\ufeff")
-
-
-def _read_jsonl(path: Path, text: str, report: Report) -> pd.DataFrame | None:
-    records = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            report.errors.append(f"{path.name} line {n}: not valid JSON ({exc.msg}); each line must be one JSON object.")
-            return None
-        if not isinstance(rec, dict):
-            report.errors.append(f"{path.name} line {n}: expected a JSON object ({{...}}), got {type(rec).__name__}; write one object per line.")
-            return None
-        records.append(rec)
-    if not records:
-        report.errors.append(f"{path.name}: 0 rows; add one JSON object per line.")
-        return None
-    return pd.DataFrame.from_records(records)
-
-
-def _short(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+# ----------------------------------------------------------------------------- columns
 
 
 def _map_columns(df: pd.DataFrame, aliases: dict[str, list[str]], required: list[str], path: Path, report: Report) -> dict[str, str] | None:
@@ -239,7 +157,35 @@ def _map_columns(df: pd.DataFrame, aliases: dict[str, list[str]], required: list
             f"add it or rename a column to one of: {', '.join(aliases[c])}."
         )
         return None
+    _check_short_rows(df, [found[c] for c in required], path, report)
     return found
+
+
+def _check_short_rows(df: pd.DataFrame, required: list[str], path: Path, report: Report) -> None:
+    """CSV/TSV rows with fewer fields than the header (padded with "" by the reader): an error
+    when a required column is in the missing part, else a warning naming the empty columns."""
+    short_rows: dict[int, int] = df.attrs.get("short_rows") or {}
+    columns = list(df.columns)
+    listed = {True: 0, False: 0}
+    for r, k in short_rows.items():
+        missing = columns[k:]
+        needed = [c for c in missing if c in required]
+        is_error = bool(needed)
+        listed[is_error] += 1
+        if listed[is_error] > MAX_PER_PROBLEM:
+            continue
+        head = f"{path.name} row {r + 1}: {k} field{'s' if k != 1 else ''} but the header has {len(columns)}"
+        if is_error:
+            report.errors.append(f"{head}; required column '{needed[0]}' is missing; add the missing values "
+                                 "(or fix the row's separators).")
+        else:
+            report.warnings.append(f"{head}; {', '.join(repr(c) for c in missing)} read as empty; add the missing "
+                                   "separators if a value landed in the wrong column.")
+    for is_error, count in listed.items():
+        if count > MAX_PER_PROBLEM:
+            (report.errors if is_error else report.warnings).append(
+                f"{path.name}: {count - MAX_PER_PROBLEM} more rows with fewer fields than the header; give every row "
+                "one value per column.")
 
 
 def _loc(path: Path, row: int, column: str) -> str:
@@ -265,7 +211,7 @@ def _read_checked(path, opts: ReadOptions, report: Report | None, clean, check) 
     own = report is None
     report = report or Report()
     path = Path(path)
-    raw = _read_table(path, report, opts)
+    raw = read_table(path, report.errors, opts.encoding)
     if raw is not None and clean is not None:
         raw = clean(raw)
     df = None if raw is None else check(raw, path, report)
@@ -285,7 +231,27 @@ def _check_users(raw: pd.DataFrame, path: Path, report: Report) -> pd.DataFrame 
         r = int(np.flatnonzero(dup.to_numpy())[0])
         report.errors.append(f"{path.name} row {r + 1}, column 'user_id': '{df['user_id'].iat[r]}' appears twice; user ids must be unique.")
         return None
+    _warn_formulas(raw, list(raw.columns), path, report)
     return df
+
+
+def _warn_formulas(raw: pd.DataFrame, columns: list[str], path: Path, report: Report) -> None:
+    """A warning per text cell that a spreadsheet would run as a formula (OWASP CSV injection)."""
+    for c in columns:
+        text = raw[c].map(lambda v: v.strip() if isinstance(v, str) else "")
+        candidate = text.str.startswith(("=", "+", "-", "@"))
+        if not candidate.any():
+            continue
+        bad = candidate & text.map(looks_like_formula)
+        _report_rows(
+            report, path, np.flatnonzero(bad.to_numpy()), c,
+            lambda r: f"'{_clip(text.iat[r])}' looks like a spreadsheet formula",
+            "check the value (recagent writes it with a leading ' so spreadsheets show it as text).", errors=False,
+        )
+
+
+def _clip(value: str, n: int = 60) -> str:
+    return value if len(value) <= n else value[: n - 3] + "..."
 
 
 # ----------------------------------------------------------------------------- items
@@ -345,6 +311,7 @@ def _check_items(raw: pd.DataFrame, path: Path, opts: ReadOptions, report: Repor
             out[c] = raw[c].to_numpy()
     if len(report.errors) > n_err:
         return None
+    _warn_formulas(raw, [c for c in raw.columns if c != cols.get("image_path")], path, report)
     return out.reset_index(drop=True)
 
 
@@ -382,6 +349,10 @@ def _check_images(paths: pd.Series, table: Path, column: str, opts: ReadOptions,
             out.append(None)
             continue
         if opts.check_images:
+            if p.exists() and not p.is_file():  # a FIFO or device would block Image.open forever
+                bad.append((r, f"'{rel}' is not a regular file"))
+                out.append(None)
+                continue
             try:
                 with Image.open(p) as im:
                     im.verify()
@@ -406,6 +377,32 @@ def _check_images(paths: pd.Series, table: Path, column: str, opts: ReadOptions,
 # ----------------------------------------------------------------------------- interactions
 
 
+def _check_timestamps(txt: pd.Series, path: Path, column: str, report: Report) -> pd.Series:
+    """Unix seconds (numbers) or ISO 8601 dates (converted to Unix seconds), within 1900-2200."""
+    ts = pd.to_numeric(txt.where(txt != ""), errors="coerce").astype(float)
+    # Only text that starts like a date is parsed as one: pandas reads "now" and "today" as
+    # the current time, even with format="ISO8601".
+    datelike = txt.str.match(r"\d{4}-\d\d") & ts.isna()
+    if datelike.any():
+        parsed = pd.to_datetime(txt[datelike], errors="coerce", utc=True, format="ISO8601")
+        ts[datelike] = ((parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).astype(float)
+    fix = "give a Unix time in seconds or an ISO 8601 date (2024-05-01T12:00:00)."
+    empty = np.flatnonzero((txt == "").to_numpy())
+    _report_rows(report, path, empty, column, lambda r: "empty timestamp", fix)
+    number = txt.str.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", case=False)
+    unparsed = (txt != "") & ts.isna() & ~number
+    _report_rows(report, path, np.flatnonzero(unparsed.to_numpy()), column,
+                 lambda r: f"'{txt.iat[r]}' is not a number or an ISO 8601 date", fix)
+    out_of_range = (txt != "") & ~unparsed & ~ts.between(TS_MIN, TS_MAX)
+    _report_rows(
+        report, path, np.flatnonzero(out_of_range.to_numpy()), column,
+        lambda r: f"{txt.iat[r]} is outside 1900-2200 (Unix seconds {TS_MIN:.0f} to {TS_MAX:.0f})"
+        + (" and looks like milliseconds" if TS_MIN * 1000 <= ts.iat[r] <= TS_MAX * 1000 else ""),
+        "give Unix seconds (divide milliseconds by 1000) or an ISO 8601 date (2024-05-01T12:00:00).",
+    )
+    return ts
+
+
 def _check_interactions(raw: pd.DataFrame, path: Path, opts: ReadOptions, report: Report, known_items: set[str] | None) -> pd.DataFrame | None:
     n_err = len(report.errors)
     cols = _map_columns(raw, INTER_ALIASES, INTER_REQUIRED, path, report)
@@ -417,21 +414,7 @@ def _check_interactions(raw: pd.DataFrame, path: Path, opts: ReadOptions, report
         _report_rows(report, path, np.flatnonzero((vals == "").to_numpy()), cols[canon], lambda r, c=canon: f"empty {c}", f"every interaction needs a {canon}.")
         out[canon] = vals
 
-    ts_txt = _as_text(raw[cols["timestamp"]])
-    ts = pd.to_numeric(ts_txt.where(ts_txt != ""), errors="coerce").astype(float)
-    not_num = (ts_txt != "") & ts.isna()
-    if not_num.any():
-        parsed = pd.to_datetime(ts_txt[not_num], errors="coerce", utc=True, format="ISO8601")
-        ok = parsed.notna()
-        ts.loc[ok[ok].index] = parsed[ok].map(lambda t: t.timestamp()).astype(float)
-    empty = np.flatnonzero((ts_txt == "").to_numpy())
-    _report_rows(report, path, empty, cols["timestamp"], lambda r: "empty timestamp", "give a Unix time in seconds or an ISO 8601 date (2024-05-01T12:00:00).")
-    bad_ts = np.flatnonzero(((ts_txt != "") & ts.isna()).to_numpy())
-    _report_rows(
-        report, path, bad_ts, cols["timestamp"], lambda r: f"'{ts_txt.iat[r]}' is not a number or an ISO 8601 date",
-        "give a Unix time in seconds or an ISO 8601 date (2024-05-01T12:00:00).",
-    )
-    out["timestamp"] = ts
+    out["timestamp"] = _check_timestamps(_as_text(raw[cols["timestamp"]]), path, cols["timestamp"], report)
 
     if "rating" in cols:
         r_txt = _as_text(raw[cols["rating"]])
@@ -450,6 +433,7 @@ def _check_interactions(raw: pd.DataFrame, path: Path, opts: ReadOptions, report
     out["row"] = np.arange(len(raw), dtype=np.int64)
     if len(report.errors) > n_err:
         return None
+    _warn_formulas(raw, [cols["user_id"], cols["item_id"]], path, report)
 
     if known_items is not None:
         unknown = ~out["item_id"].isin(known_items)

@@ -44,11 +44,19 @@ class Split:
         return np.unique(self.test["uidx"].to_numpy())
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``train.csv``, ``valid.csv``, ``test.csv`` with original ids."""
+        """Write ``train.csv``, ``valid.csv``, ``test.csv`` with original ids.
+
+        Ids a spreadsheet would run as formulas (``=cmd|...``) get a leading ``'`` (OWASP CSV
+        injection); recagent's readers drop it again, so the files load back unchanged.
+        """
+        from recagent.data.tables import escape_cell
+
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         for name in ("train", "valid", "test"):
-            df = getattr(self, name)[["user_id", "item_id", "timestamp", "rating"]]
+            df = getattr(self, name)[["user_id", "item_id", "timestamp", "rating"]].copy()
+            for col in ("user_id", "item_id"):
+                df[col] = df[col].map(escape_cell)
             df.to_csv(d / f"{name}.csv", index=False)
         return d
 
