@@ -33,6 +33,9 @@ class SASRec(Recommender):
             calibration ``gbce_t`` (Petrov & Macdonald 2023), cheaper per step on big catalogs.
         negatives: sampled negatives per position for "gbce".
         gbce_t: gBCE calibration (0 = plain BCE, 1 = fully calibrated; the paper uses 0.75).
+        pad_mask: hide padding from attention, which makes outputs independent of padding, so
+            batches are trimmed to their longest window and grouped by length (several times
+            faster at max_len 200). Models saved before this option load with it off.
     """
 
     name = "sasrec"
@@ -42,14 +45,14 @@ class SASRec(Recommender):
 
     def __init__(self, dim: int = 64, layers: int = 2, heads: int = 2, max_len: int = 50, dropout: float = 0.2,
                  lr: float = 1e-3, epochs: int = 60, patience: int = 5, batch_size: int = 128, seed: int = 2020,
-                 loss: str = "ce", negatives: int = 256, gbce_t: float = 0.75, **kw: Any):
+                 loss: str = "ce", negatives: int = 256, gbce_t: float = 0.75, pad_mask: bool = True, **kw: Any):
         if loss not in ("ce", "gbce"):
             from recagent.errors import ConfigError
 
             raise ConfigError(f"sasrec loss={loss!r}: use 'ce' (full softmax) or 'gbce' (sampled negatives).")
         super().__init__(dim=dim, layers=layers, heads=heads, max_len=max_len, dropout=dropout, lr=lr, epochs=epochs,
                          patience=patience, batch_size=batch_size, seed=seed, loss=loss, negatives=negatives,
-                         gbce_t=gbce_t, **kw)
+                         gbce_t=gbce_t, pad_mask=pad_mask, **kw)
         self.net = None
 
     def _build(self, n_items: int):
@@ -57,7 +60,7 @@ class SASRec(Recommender):
 
         p = self.params
         torch.manual_seed(p["seed"])
-        return _Net(n_items, p["dim"], p["layers"], p["heads"], p["max_len"], p["dropout"])
+        return _Net(n_items, p["dim"], p["layers"], p["heads"], p["max_len"], p["dropout"], bool(p.get("pad_mask", False)))
 
     def _fit(self, train: History, valid: Any, items: np.ndarray | None = None, log=None, **kw: Any) -> None:
         import torch
@@ -69,12 +72,12 @@ class SASRec(Recommender):
         inp, tgt = _windows(train.sequences, p["max_len"])
         loss_fn = _loss(p, train.n_items, rng)
         stop, t0 = EarlyStopping(p["patience"]), time.time()
+        lengths = (inp > 0).sum(1)
         for ep in range(1, p["epochs"] + 1):
             self.net.train()
-            perm = rng.permutation(len(inp))
-            for s in range(0, len(perm), p["batch_size"]):
-                b = perm[s:s + p["batch_size"]]
-                x, y = torch.from_numpy(inp[b]), torch.from_numpy(tgt[b])
+            for b in _batches(lengths, p["batch_size"], rng, bool(p.get("pad_mask", False))):
+                Lb = max(int(lengths[b].max()), 1) if p.get("pad_mask", False) else p["max_len"]
+                x, y = torch.from_numpy(inp[b][:, -Lb:]), torch.from_numpy(tgt[b][:, -Lb:])
                 h = self.net(x)                                  # (B, L, d)
                 keep = y > 0
                 loss = loss_fn(h[keep], self.net.item.weight, y[keep])
@@ -103,6 +106,8 @@ class SASRec(Recommender):
             seq = np.asarray(seq)[-L:]
             if len(seq):
                 x[r, L - len(seq):] = seq + 1
+        if self.params.get("pad_mask", False):   # outputs do not depend on padding: trim it
+            x = x[:, -max(int((x > 0).sum(1).max(initial=0)), 1):]
         self.net.eval()
         with torch.inference_mode():
             h = self.net(torch.from_numpy(x))[:, -1].numpy()
@@ -132,8 +137,26 @@ class SASRec(Recommender):
     def _load_state(self, state: dict, directory: Path) -> None:
         import torch
 
+        import json
+
+        saved = json.loads((Path(directory) / "model.json").read_text(encoding="utf-8")).get("params", {})
+        self.params.setdefault("pad_mask", False)
+        if "pad_mask" not in saved:        # saved before the option existed: attention saw padding
+            self.params["pad_mask"] = False
         self.net = self._build(self.train_.n_items)
         self.net.load_state_dict(torch.load(Path(directory) / "net.pt", weights_only=True))
+
+
+def _batches(lengths: np.ndarray, size: int, rng: np.random.Generator, bucket: bool) -> list:
+    """Index batches of one epoch: random when not ``bucket``; otherwise windows of similar
+    length go together (random order within a length, batches shuffled) so that trimmed
+    batches carry little padding (most ML-100K users have far fewer than 200 items)."""
+    if not bucket:
+        perm = rng.permutation(len(lengths))
+        return [perm[s:s + size] for s in range(0, len(perm), size)]
+    order = np.lexsort((rng.random(len(lengths)), lengths))
+    batches = [order[s:s + size] for s in range(0, len(order), size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def _windows(sequences: list, max_len: int) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +202,7 @@ def _loss(p: dict, n_items: int, rng: np.random.Generator):
     return gbce
 
 
-def _Net(n_items: int, dim: int, layers: int, heads: int, max_len: int, dropout: float):
+def _Net(n_items: int, dim: int, layers: int, heads: int, max_len: int, dropout: float, pad_mask: bool = True):
     import torch
     from torch import nn
 
@@ -198,9 +221,21 @@ def _Net(n_items: int, dim: int, layers: int, heads: int, max_len: int, dropout:
             self.register_buffer("causal", torch.triu(torch.full((max_len, max_len), float("-inf")), 1))
 
         def forward(self, x):
-            h = self.item(x) * (dim ** 0.5) + self.pos.weight[None]
-            h = self.drop(h) * (x > 0).unsqueeze(-1)
-            h = self.blocks(h, mask=self.causal)
+            """``x``: (B, Lb) left-padded item ids, Lb <= max_len (the last column is the latest
+            item, at position max_len - 1, so trimmed batches keep their positions)."""
+            Lb = x.shape[1]
+            real = x > 0
+            h = self.item(x) * (dim ** 0.5) + self.pos.weight[max_len - Lb:][None]
+            h = self.drop(h) * real.unsqueeze(-1)
+            mask = self.causal[-Lb:, -Lb:]
+            if pad_mask:
+                # no query attends to padding (a padding query attends to itself only, so no
+                # row is fully masked): outputs do not depend on how much padding a batch has
+                eye = torch.eye(Lb, dtype=torch.bool)
+                hide = (~real)[:, None, :] & ~eye[None]
+                mask = (mask[None] + torch.zeros(hide.shape).masked_fill(hide, float("-inf")))
+                mask = mask.repeat_interleave(heads, dim=0)
+            h = self.blocks(h, mask=mask)
             return self.norm(h)
 
     return Net()

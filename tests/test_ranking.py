@@ -130,3 +130,22 @@ def test_itemknn_keeps_k_sources_per_target_item():
     m = ItemKNN(k=3).fit(History.from_frame(train, n_u, n_i))
     per_col = np.diff(m.sim.tocsc().indptr)
     assert per_col.max() == 3 and m.sim.diagonal().sum() == 0
+
+
+def test_sasrec_scores_do_not_depend_on_padding():
+    """With ``pad_mask`` no query attends to padding, so trimming a batch to its longest
+    history (what training and scoring do) gives the same vectors as full-width padding."""
+    import torch
+
+    m = SASRec(dim=8, layers=1, heads=2, max_len=12, dropout=0.0)
+    m.net = m._build(20)
+    m.net.eval()
+    x = np.zeros((2, 12), np.int64)
+    x[0, -3:] = [4, 5, 6]
+    x[1, -5:] = [1, 2, 3, 7, 9]
+    with torch.inference_mode():
+        full = m.net(torch.from_numpy(x))[:, -1].numpy()
+        trimmed = m.net(torch.from_numpy(x[:, -5:]))[:, -1].numpy()
+        alone = m.net(torch.from_numpy(x[:1, -3:]))[:, -1].numpy()
+    np.testing.assert_allclose(trimmed, full, atol=1e-5)
+    np.testing.assert_allclose(alone[0], full[0], atol=1e-5)
