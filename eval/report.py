@@ -31,6 +31,12 @@ def write_report(run, directory: str | Path, title: str = "") -> Path:
            "|---|---|" + "---|" * len(metrics)]
     for name, r in run.results.items():
         md.append(f"| {name} | {run.valid.get(name, float('nan')):.4f} | " + " | ".join(f"{r.get(m, float('nan')):.4f}" for m in metrics) + " |")
+    sel = run.fusion_selection
+    if sel:
+        md += ["", f"**Fusion serves {sel['served']}.** Chosen on out-of-fold validation NDCG@10 among the fused "
+               "net, each single channel and blends of the best channel with the net:", "",
+               "| candidate | valid NDCG@10 |", "|---|---|"]
+        md += [f"| {k} | {v:.4f} |" for k, v in sel["valid_ndcg@10"].items()]
     md += ["", f"## Peers: {SOURCE}", "", "These numbers were **measured elsewhere** (not by this run).", ""]
     pm = ["recall@10", "ndcg@10", "mrr@10", "hit@10", "recall@20", "ndcg@20"]
     md += ["| model | " + " | ".join(pm) + " |", "|---|" + "---|" * len(pm)]

@@ -33,10 +33,16 @@ class EvalRun:
     info: dict = field(default_factory=dict)
     top: dict = field(default_factory=dict)
 
+    @property
+    def fusion_selection(self) -> dict:
+        """What the fusion model serves and the validation scores it was chosen on (``{}``
+        without fusion): ``{"served": words, "valid_ndcg@10": {candidate: score}}``."""
+        return dict(self.info.get("fusion", {}).get("selection", {}))
+
     def to_json(self) -> dict:
         return {"protocol": self.protocol, "results": self.results, "valid_ndcg@10": self.valid,
                 "best_baseline": self.best_baseline, "ci_vs_best_baseline": self.ci, "ablations": self.ablations,
-                "timings_s": self.timings, "info": self.info}
+                "fusion_selection": self.fusion_selection, "timings_s": self.timings, "info": self.info}
 
 
 def parse_models(text: str) -> list[str]:

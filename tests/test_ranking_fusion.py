@@ -187,3 +187,55 @@ def test_concurrent_rank_calls_on_one_shared_model_match_single_threaded(tmp_pat
     assert set(again) == set(contrib)
     for name in contrib:
         np.testing.assert_array_equal(again[name], contrib[name])
+
+
+def test_a_net_that_loses_on_validation_is_not_served(tmp_path):
+    """Issue 13: never worse than its best channel. The net cannot learn here (lr 0: constant
+    scores), so the best single channel on validation must be served, and scores must follow it."""
+    from ranking_data import write_popularity_shop
+    from recagent.data import load_files
+
+    ds = load_files(*write_popularity_shop(tmp_path), name="shop")
+    split = make_split(ds, "A")
+    tr = History.from_frame(split.train, split.n_users, split.n_items)
+    f = FusionRanker(channels=["ease", "itemknn", "pop", "recency"], hidden=4, epochs=2, patience=1, lr=0.0, members=2)
+    f.fit(split, base_models={"ease": EASE(reg=10.0).fit(tr)})
+    table = f.info["selection"]["valid_ndcg@10"]
+    singles = {k: v for k, v in table.items() if k != "net" and " x net" not in k}
+    assert f.served["kind"] == "channel" and table[f.served["channel"]] == max(singles.values()) > table["net"]
+    assert "alone" in f.info["selection"]["served"]
+    # what is served ranks exactly as that channel does
+    from recagent.ranking.fusion import channel_score, features_all
+
+    feats = features_all(f.src, np.arange(5), tr, np.arange(5), f.items_)
+    np.testing.assert_array_equal(np.argsort(-f.score_features(feats), axis=1, kind="stable"),
+                                  np.argsort(-channel_score(feats, f.served["channel"]), axis=1, kind="stable"))
+    back = Recommender.load(f.save(tmp_path / "m"))
+    assert back.served == f.served
+
+
+@pytest.mark.slow  # ~15 s: two evals with every fusion channel
+def test_eval_says_what_fusion_serves_on_a_one_channel_shop(tmp_path, monkeypatch):
+    """On data whose signal is popularity only, eval names what fusion serves (JSON and table),
+    and the fused model is not worse than its best single channel on validation."""
+    import json
+
+    from click.testing import CliRunner
+
+    from ranking_data import write_popularity_shop
+    from recagent.cli import cli
+
+    monkeypatch.setattr("recagent.ranking.train._LazyEncoder", lambda cfg: HashEncoder(16))  # no model load
+    items, log = write_popularity_shop(tmp_path / "shop")
+    opts = ["--dataset", "custom", "--protocol", "A", "--models", "pop,ease,fusion", "--set", f"data.items={items}",
+            "--set", f"data.interactions={log}", "--set", f"paths.runs_dir={tmp_path / 'runs'}",
+            "--set", "ranking.ease_grid=[10.0]", "--set", "ranking.itemknn_grid=[20]", "--set", "ranking.bpr_epochs=5",
+            "--set", "ranking.fusion_epochs=20", "--set", "ranking.ablations=false", "--set", "eval.bootstrap=20",
+            "--set", f"paths.cache_dir={tmp_path / 'cache'}"]
+    r = CliRunner().invoke(cli, ["eval", "--json"] + opts)
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output.strip().splitlines()[-1])
+    sel = out["fusion_selection_valid_ndcg@10"]
+    assert out["fusion_serves"] and max(sel.values()) >= max(v for k, v in sel.items() if k in ("pop", "ease"))
+    r = CliRunner().invoke(cli, ["eval"] + opts)
+    assert "fusion serves:" in r.output

@@ -53,11 +53,15 @@ def eval_cmd(run: Run, dataset, protocol, models_text, save_recommendations, sav
 
         write_report(res, report_dir, f"{ds.name}, Protocol {protocol}")
         run.log(f"report written to {report_dir}/report.md")
+    sel = res.fusion_selection
     out = {"protocol": protocol, "results": res.results, "best_baseline": res.best_baseline,
-           "ci_vs_best_baseline": res.ci, "ablations": res.ablations, "timings_s": res.timings, "run_dir": str(rd)}
+           "ci_vs_best_baseline": res.ci, "ablations": res.ablations, "fusion_serves": sel.get("served"),
+           "fusion_selection_valid_ndcg@10": sel.get("valid_ndcg@10"), "timings_s": res.timings, "run_dir": str(rd)}
     cols = ["model", "ndcg@10", "recall@10", "mrr@10", "hit@10", "ndcg@20", "coverage@10"]
     rows = [{"model": m, **{c: f"{r.get(c, float('nan')):.4f}" for c in cols[1:]}} for m, r in res.results.items()]
-    run.emit(out, lambda d: table(rows, cols) + f"\nbest baseline (by valid NDCG@10): {res.best_baseline}; models in {rd}")
+    served = f"\nfusion serves: {sel['served']} (validation NDCG@10: {sel['valid_ndcg@10']})" if sel else ""
+    run.emit(out, lambda d: table(rows, cols) + f"\nbest baseline (by valid NDCG@10): {res.best_baseline}; "
+             f"models in {rd}" + served)
 
 
 def _users(ds, protocol, cfg):
