@@ -135,7 +135,7 @@ class Agent:
                     "Please send a shorter one.")
             yield text
             return Reply(text, [], session.profile, refused=True)
-        parsed = self.parser.parse(message, session.shown)
+        parsed = self.parser.parse(message, session.shown, session.constraints, session.k or s.k)
         if parsed.injection:
             parsed.free_text = ""  # never rank on, or quote, an injection attempt
         session.apply(parsed)
@@ -146,6 +146,11 @@ class Agent:
         query = self._query_text(session, parsed.free_text)
         exclude = self._exclude(session)
         cands, notes = self._rank(session, query, exclude)
+        if parsed.ask and not parsed.injection:
+            missing = self.vocab.unmatched_words(parsed.ask)
+            if missing:
+                said = " or ".join(f"“{w}”" for w in missing[:3])
+                notes = [f"Nothing in the catalog mentions {said}, so these are the closest matches."] + notes
         head = self._header(session, parsed, len(cands), notes)
         history = self.history_rows(session)
         liked_in_log = set(self.history_rows(SessionState(user_id=session.user_id))) if session.user_id else set()
@@ -192,15 +197,26 @@ class Agent:
         return out
 
     def _rank(self, session: SessionState, query: str, exclude: set[int]):
-        """Rank under the constraints; when nothing fits, relax the era, then the categories."""
-        k, c = self.settings.k, session.constraints
+        """Rank under the constraints; when nothing fits, relax the era, then the categories.
+
+        Items that match the words of the ask come first, whoever the user is: the ranker's own
+        order (history, collaborative signals) chooses among them, and fills up with the rest
+        only when too few match. Without this a known user's history drowns the request."""
+        k, c = session.list_size(self.settings.k), session.constraints
         tries = [(c, [])]
         if c.year_min is not None or c.year_max is not None:
-            tries.append((Constraints(c.include, c.exclude), ["No match in that era, so I widened it."]))
+            tries.append((Constraints(c.include, c.exclude, exclude_words=c.exclude_words),
+                          ["No match in that era, so I widened it."]))
         if c.include:
-            tries.append((Constraints([], c.exclude), [f"Nothing matched every wish, so I relaxed the {self.vocab.nouns.categories}."]))
+            tries.append((Constraints([], c.exclude, exclude_words=c.exclude_words),
+                          [f"Nothing matched every wish, so I relaxed the {self.vocab.nouns.categories}."]))
+        matching = self.vocab.matching_rows(session.ask) if session.ask else set()
+        off_ask = set(range(self.ds.n_items)) - matching if matching else set()
         for cons, notes in tries:
-            cands = self.ranker.rank(session, query, k, exclude, cons)
+            cands = self.ranker.rank(session, query, k, exclude | off_ask, cons) if off_ask else []
+            if len(cands) < k:
+                taken = {cand.item_idx for cand in cands}
+                cands = list(cands) + self.ranker.rank(session, query, k - len(cands), exclude | taken, cons)
             if cands:
                 return cands[:k], notes
         return [], ["Nothing left in the catalog matches; try removing a constraint."]

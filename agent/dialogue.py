@@ -43,15 +43,22 @@ class Constraints:
     exclude: list[str] = field(default_factory=list)
     year_min: int | None = None
     year_max: int | None = None
+    exclude_words: list[str] = field(default_factory=list)  # "no frozen food": items whose title/text say "frozen"
 
     def mask(self, catalog) -> np.ndarray:
         """Boolean array over catalog rows: True where an item satisfies every constraint."""
+        from recagent.agent.vocab import item_word_rows, stem
+
         items = catalog.items
         ok = np.ones(len(items), dtype=bool)
         inc, exc = set(self.include), set(self.exclude)
         if inc or exc:
             cats = items["categories"]
             ok &= np.fromiter(((not inc or bool(inc & set(c))) and not (exc & set(c)) for c in cats), bool, len(items))
+        if self.exclude_words:
+            index = item_word_rows(catalog)
+            for w in self.exclude_words:
+                ok[list(index.get(stem(w), ()))] = False
         if self.year_min is not None or self.year_max is not None:
             years = items["year"].to_numpy(dtype="float64", na_value=np.nan)
             if self.year_min is not None:
@@ -72,6 +79,8 @@ class Constraints:
             parts.append(f"up to {self.year_max}")
         if self.exclude:
             parts.append("no " + ", no ".join(self.exclude))
+        if self.exclude_words:
+            parts.append("nothing " + " or ".join(f"“{w}”" for w in self.exclude_words))
         return ", ".join(parts)
 
 
@@ -96,6 +105,10 @@ class Parsed:
     free_text: str = ""
     injection: bool = False
     reset: bool = False
+    exclude_words: list[str] = field(default_factory=list)
+    ask: str = ""                 # the free text less titles, categories, eras and feedback: what to match items on
+    k: int | None = None          # "just 3", "shorter list": the list size the user asked for
+    list_size: str | None = None  # 'shorter' / 'longer' (relative to the current size)
 
 
 @dataclass
@@ -115,6 +128,8 @@ class SessionState:
     shown_all: list[str] = field(default_factory=list)    # every item shown in this session
     queries: list[str] = field(default_factory=list)      # free text of past turns (latest last)
     turn: int = 0
+    k: int | None = None                                  # list size asked for in this session (None: the default)
+    ask: str = ""                                         # the words of the latest ask that items are matched on
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +164,13 @@ class SessionState:
                 c.exclude.append(cat)
         if p.year_min is not None or p.year_max is not None:
             c.year_min, c.year_max = p.year_min, p.year_max
+        for w in p.exclude_words:
+            if w not in c.exclude_words:
+                c.exclude_words.append(w)
+        if p.reset:
+            self.ask = ""
+        if p.ask:
+            self.ask = p.ask
         for iid in p.references:
             _add(self.likes, iid)
             _drop(self.dislikes, iid)
@@ -163,7 +185,13 @@ class SessionState:
                 _add(self.seen, fb.item_id)
         if p.free_text:
             self.queries.append(p.free_text)
+        if p.k is not None:
+            self.k = p.k
         self.turn += 1
+
+    def list_size(self, default: int, limit: int = 10) -> int:
+        """How many items this session's replies hold."""
+        return max(1, min(limit, self.k or default))
 
 
 class DialogueParser:
@@ -179,12 +207,15 @@ class DialogueParser:
         years = vocab.catalog.items["year"].dropna()
         self.max_year = int(years.max()) if len(years) else 2020
 
-    def parse(self, message: str, shown: list[str] | None = None) -> Parsed:
+    def parse(self, message: str, shown: list[str] | None = None, current: Constraints | None = None,
+              k: int | None = None) -> Parsed:
         """Parse one message.
 
         Args:
             message: the user's text.
             shown: item ids of the last reply, in display order (for "#2", "the first", "seen it").
+            current: the session's constraints, for relative asks ("older" than the current era).
+            k: the current list size, for "shorter list" / "more options".
         """
         shown = shown or []
         text = " ".join(message.split())
@@ -207,13 +238,61 @@ class DialogueParser:
         cat_text = low
         for span in title_spans:  # "Star Wars" must not say "War"
             cat_text = cat_text.replace(span, " " * len(span))
-        for cat, start, _end in self.vocab.find_categories(cat_text):
+        ask_text = cat_text
+        for cat, start, end in self.vocab.find_categories(cat_text):
             target = p.exclude if _negated(cat_text, start) else p.include
             if cat not in target:
                 target.append(cat)
+            ask_text = ask_text[:start] + " " * (end - start) + ask_text[end:]
+        # single words of multi-word or abbreviated categories: "no frozen food" -> Frozen Pizza, Frzn Breakfast
+        for cats, start, end in self.vocab.find_category_words(ask_text):
+            negated = _negated(cat_text, start)
+            target = p.exclude if negated else p.include
+            target += [c for c in cats if c not in target]
+            if negated:
+                p.exclude_words.append(ask_text[start:end].lower())
+            ask_text = ask_text[:start] + " " * (end - start) + ask_text[end:]
         p.include = [c for c in p.include if c not in p.exclude]
-        p.year_min, p.year_max = self._years(cat_text)
+        p.year_min, p.year_max = self._relative_years(cat_text, shown, current) or self._years(cat_text)
+        p.k, p.list_size = self._list_size(low, k)
+        p.ask = _ask_words(ask_text, negated=lambda pos: _negated(cat_text, pos))
+        p.exclude_words += [w.lower() for w in _ask_words(ask_text, negated=lambda pos: not _negated(cat_text, pos)).split()
+                            if w.lower() not in p.exclude_words]
         return p
+
+    def _relative_years(self, low: str, shown: list[str], current: Constraints | None) -> tuple[int | None, int | None] | None:
+        """'older' / 'newer' / 'more recent' move the current era (or the shown items' years)."""
+        older = re.search(r"\b(older|earlier|less recent)\b(?!\s+than)", low)
+        newer = re.search(r"\b(newer|more recent|later|more modern)\b(?!\s+than)", low)
+        if not older and not newer:
+            return None
+        years = [y for y in (self._year_of(i) for i in shown) if y is not None]
+        cur_min = current.year_min if current else None
+        cur_max = current.year_max if current else None
+        if older:
+            ref = cur_min if cur_min is not None else (min(years) if years else None)
+            return (None, ref - 1) if ref is not None else None
+        ref = cur_max if cur_max is not None else (max(years) if years else None)
+        return (ref + 1, None) if ref is not None else None
+
+    def _year_of(self, item_id: str) -> int | None:
+        row = self.vocab.catalog.index.get(str(item_id))
+        if row is None:
+            return None
+        y = self.vocab.catalog.items["year"].iloc[row]
+        return None if y is None or y != y or str(y) == "<NA>" else int(y)
+
+    @staticmethod
+    def _list_size(low: str, k: int | None) -> tuple[int | None, str | None]:
+        if m := re.search(r"\b(?:only|just|top|give me|show me)\s+(\d{1,2})\b(?!\s*s\b)", low):
+            n = int(m.group(1))
+            if 1 <= n <= 10:
+                return n, None
+        if re.search(r"\b(shorter list|fewer|less options|fewer options|not so many|too many)\b", low):
+            return max(1, (k or 5) - 2), "shorter"
+        if re.search(r"\b(longer list|more options|more choices|show more|more of them)\b", low):
+            return min(10, (k or 5) + 3), "longer"
+        return None, None
 
     def _feedback(self, low: str, shown: list[str], p: Parsed) -> None:
         def pick(m: re.Match) -> str | None:
@@ -239,6 +318,12 @@ class DialogueParser:
                 if iid and iid not in claimed:
                     claimed.add(iid)
                     p.feedback.append(Feedback(kind, iid))
+        if shown and re.search(r"\bnone of (these|those|them)\b|\bnot (these|those)\b", low):
+            p.feedback += [Feedback("dislike", i) for i in shown if i not in claimed]
+            return
+        if shown and not claimed and re.search(r"\b(not|no|don'?t like) (that|this) one\b", low):
+            p.feedback.append(Feedback("dislike", shown[0]))
+            claimed.add(shown[0])
         if shown and re.search(r"\b(seen (them|those|these|all)|watched (them|those|these|all)|seen (every|all) of)\b", low):
             p.feedback += [Feedback("seen", i) for i in shown if i not in claimed]
         elif shown and not claimed and re.search(r"\b(seen it|seen that|watched it|watched that|already seen)\b", low):
@@ -293,6 +378,24 @@ def _negated(text: str, start: int) -> bool:
         return False
     between = window[last_neg.end():]
     return not _SCOPE_BREAK.search(between)
+
+
+_ERA_WORD = re.compile(r"^(?:'?(?:1[89]|20)?\d0s|1[89]\d\d|20\d\d|" + "|".join(DECADE_WORDS) + r")$", re.IGNORECASE)
+
+
+def _ask_words(text: str, negated) -> str:
+    """The words of an ask that say what to look for: no era words, numbers, ordinals or
+    negated words ('no frozen food' asks for nothing)."""
+    from recagent.agent.vocab import GENERIC, words
+
+    keep = []
+    for w, start, _end in words(text):
+        low = w.lower()
+        if (len(low) < 3 or low in GENERIC or low in ORDINALS or _ERA_WORD.match(low) or low.isdigit()
+                or _NEG.fullmatch(low) or negated(start)):
+            continue
+        keep.append(w)
+    return " ".join(keep)
 
 
 def _add(xs: list[str], x: str) -> None:

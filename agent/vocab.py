@@ -39,6 +39,26 @@ _LOOSE = {"space", "family", "kid", "kids", "children", "comic", "love story", "
 
 _ARTICLES = re.compile(r"^(the|a|an|la|le|les|il|el|der|die|das)\s+")
 
+# Words too general to name a category or an ask on their own ("no frozen food" is about
+# "frozen"; "food" alone must not exclude "Baby Food").
+GENERIC = {
+    "food", "foods", "item", "items", "product", "products", "stuff", "thing", "things", "kind", "kinds", "type",
+    "types", "one", "ones", "something", "anything", "everything", "some", "any", "more", "less", "other", "else",
+    "good", "great", "best", "nice", "new", "old", "older", "newer", "recent", "please", "want", "need", "like",
+    "liked", "love", "show", "give", "find", "get", "recommend", "recommendation", "recommendations", "suggest",
+    "maybe", "really", "very", "with", "without", "about", "from", "that", "this", "these", "those", "them", "what",
+    "which", "have", "has", "would", "could", "should", "just", "also", "than", "then", "there", "here", "into",
+    "your", "mine", "some", "much", "many", "lot", "lots", "bit", "little", "make", "made", "style", "general",
+    "movie", "movies", "film", "films", "book", "books", "song", "songs", "track", "tracks", "recipe", "recipes",
+    "dish", "dishes", "list", "shorter", "longer", "fewer", "instead", "rather", "prefer", "not", "no", "none",
+    "all", "every", "each", "and", "but", "for", "the", "are", "was", "were", "been", "being", "it's", "its",
+    "i'd", "i'm", "let", "lets", "let's", "can", "you", "our", "their", "his", "her", "day", "time", "today",
+    "tonight", "night", "year", "years", "era", "decade", "genre", "genres", "category", "categories",
+    "seen", "saw", "watched", "watch", "read", "hate", "hated", "boring", "awful", "loved", "enjoyed", "pick",
+    "picks", "option", "options", "choice", "choices", "similar", "different", "same", "another", "already", "yes",
+    "nope", "thanks", "thank", "okay", "cool", "hmm", "number", "item", "let's", "try", "trying", "look", "looking",
+}
+
 
 @dataclass(frozen=True)
 class Nouns:
@@ -74,6 +94,52 @@ def nouns_for(dataset, data_cfg=None) -> Nouns:
     item = (getattr(data_cfg, "item_noun", "") or getattr(spec, "item_noun", "") or "item").strip()
     cat = (getattr(data_cfg, "category_noun", "") or getattr(spec, "category_noun", "") or "category").strip()
     return Nouns(item, cat)
+
+
+def stem(word: str) -> str:
+    """A light English stem for matching words: lower case, no possessive, singular
+    ('Robots' -> 'robot', 'dishes' -> 'dish', "children's" -> 'children'); a final consonant +
+    'y' and 'ies' meet at 'ie' ('berry' and 'berries' -> 'berrie', 'cookies' -> 'cookie')."""
+    w = word.lower().strip("'’")
+    w = re.sub(r"['’]s$", "", w)
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-1]
+    if len(w) > 3 and re.search(r"[^aeiou]y$", w):
+        return w[:-1] + "ie"
+    if len(w) > 4 and re.search(r"(ss|sh|ch|x|z)es$", w):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
+def skeleton(word: str) -> str:
+    """The consonant skeleton catalogs abbreviate with ('frozen' -> 'frzn', 'vegetable' -> 'vgtbl')."""
+    w = word.lower()
+    return w[:1] + re.sub(r"[aeiou]", "", w[1:])
+
+
+def words(text: str) -> list[tuple[str, int, int]]:
+    """(word, start, end) for every word of ``text`` (letters, digits, inner apostrophes)."""
+    return [(m.group(0), m.start(), m.end()) for m in re.finditer(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?", text)]
+
+
+def item_word_rows(catalog: Catalog) -> dict[str, frozenset[int]]:
+    """Stemmed word -> catalog rows whose title, text or categories contain it (cached on the
+    catalog; built once, about 50 ms per 10k items)."""
+    cached = catalog.__dict__.get("_agent_word_rows")
+    if cached is not None:
+        return cached
+    index: dict[str, set[int]] = {}
+    items = catalog.items
+    texts = items["title"].astype(str) + " " + items["text"].fillna("").astype(str) + " " + items["categories"].map(" ".join)
+    for row, text in enumerate(texts):
+        for w, _s, _e in words(text):
+            if len(w) >= 3:
+                index.setdefault(stem(w), set()).add(row)
+    out = {w: frozenset(rows) for w, rows in index.items()}
+    catalog.__dict__["_agent_word_rows"] = out
+    return out
 
 
 def norm_title(text: str) -> str:
@@ -162,6 +228,55 @@ class CatalogVocab:
                 continue
             out.append((self.category_words[w], m.start(), m.end()))
         return out
+
+    @cached_property
+    def _category_by_word(self) -> dict[str, list[str]]:
+        """Stemmed word or abbreviation skeleton -> the categories that contain it: 'frozen'
+        finds 'Frozen Pizza' and 'Frzn Breakfast', 'breakfast' finds 'Breakfast Cereal'."""
+        out: dict[str, list[str]] = {}
+        for cat in self.categories:
+            for w, _s, _e in words(cat):
+                if len(w) < 3 or w.lower() in GENERIC:
+                    continue
+                for key in {stem(w), w.lower()}:
+                    if cat not in out.setdefault(key, []):
+                        out[key].append(cat)
+        return out
+
+    def find_category_words(self, text: str) -> list[tuple[list[str], int, int]]:
+        """Categories named by a single word of ``text`` (by stem, or as the abbreviation a
+        category uses: 'frozen' -> 'Frzn Breakfast'): ([categories], start, end) per word.
+        Generic words ('food', 'something') name nothing."""
+        table = self._category_by_word
+        out = []
+        for w, s, e in words(text):
+            low = w.lower()
+            if len(low) < 3 or low in GENERIC:
+                continue
+            cats: list[str] = []
+            for key in (stem(low), low, skeleton(stem(low))):
+                for c in table.get(key, []):
+                    if c not in cats:
+                        cats.append(c)
+            if cats:
+                out.append((cats, s, e))
+        return out
+
+    def unmatched_words(self, text: str) -> list[str]:
+        """Content words of an ask that no item's title, text or categories contain."""
+        index = item_word_rows(self.catalog)
+        return [w for w, _s, _e in words(text)
+                if len(w) >= 4 and not w.isdigit() and w.lower() not in GENERIC and stem(w) not in index
+                and w.lower() not in self.category_words]
+
+    def matching_rows(self, text: str) -> set[int]:
+        """Rows whose title, text or categories contain a content word of ``text``."""
+        index = item_word_rows(self.catalog)
+        rows: set[int] = set()
+        for w, _s, _e in words(text):
+            if len(w) >= 3 and w.lower() not in GENERIC:
+                rows |= index.get(stem(w), frozenset())
+        return rows
 
     def canonical(self, idx: int) -> int:
         """The first row with the same normalised title (catalogs repeat titles: ML-100K lists

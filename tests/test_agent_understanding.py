@@ -1,0 +1,173 @@
+"""What people ask, understood on a grocery catalog the test writes: asks shape the list for
+known users too, exclusions match by word and abbreviation, relative asks move the current
+constraint, unmatched words are said, "not that one" changes the list."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from recagent.agent.agent import Agent
+from recagent.agent.config import AgentConfig
+from recagent.agent.dialogue import Constraints, DialogueParser, SessionState
+from recagent.agent.ranker import SimpleRanker
+from recagent.agent.vocab import CatalogVocab, Nouns
+from recagent.retrieval.encoders import HashEncoder
+
+GROCERY = [
+    # id, title, text, categories, year (the catalog's "year" is a launch year here)
+    ("g1", "Oat Crunch", "Whole grain oat cereal for breakfast", "Breakfast Cereal", 2001),
+    ("g2", "Honey Flakes", "Corn flakes with honey, a breakfast classic", "Breakfast Cereal", 1995),
+    ("g3", "Sunrise Waffles", "Frozen waffles, toast them for breakfast", "Frzn Breakfast", 2010),
+    ("g4", "Morning Pancakes", "Pancake mix for a weekend breakfast", "Baking Mixes", 2005),
+    ("g5", "Pepperoni Pie", "Frozen pepperoni pizza", "Frozen Pizza", 2012),
+    ("g6", "Garden Peas", "Frozen green peas", "Frozen Vegetables", 2008),
+    ("g7", "Sea Salt Chips", "Crunchy tortilla chips with sea salt", "Snack Chips", 2003),
+    ("g8", "Ranch Dressing", "Creamy ranch salad dressing", "Salad Dressing", 1999),
+    ("g9", "Aged Cheddar", "Sharp aged cheddar cheese", "Cheese", 1990),
+    ("g10", "Hot Dog Buns", "Soft white buns for hot dogs", "Bakery Buns", 2000),
+    ("g11", "Nacho Cheese Dip", "Cheese dip for chips", "Snack Chips|Cheese", 2006),
+    ("g12", "Berry Granola", "Granola with berries, great with yogurt at breakfast", "Breakfast Cereal", 2015),
+    ("g13", "Breakfast Sausage Links", "Pork sausage links", "Frozen Meat|Frzn Breakfast", 2011),
+    ("g14", "Blue Cheese Dressing", "Chunky blue cheese salad dressing", "Salad Dressing|Cheese", 1985),
+]
+
+
+@pytest.fixture
+def grocery(tmp_path):
+    from recagent.data import load_files
+
+    items = tmp_path / "groceries.csv"
+    with items.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("item_id", "title", "text", "categories", "year"), *GROCERY])
+    log = ["user_id,item_id,timestamp,rating"]
+    t = 1_600_000_000
+    for u in range(8):  # snack people: chips, cheese, dressing, buns, dip
+        for j, it in enumerate(["g7", "g9", "g8", "g10", "g11", "g14"][: 4 + u % 3]):
+            log.append(f"s{u},{it},{t + 100 * u + j},5")
+    for u in range(3):
+        for j, it in enumerate(["g1", "g2", "g5"]):
+            log.append(f"b{u},{it},{t + 5000 + 100 * u + j},4")
+    inter = tmp_path / "purchases.csv"
+    inter.write_text("\n".join(log) + "\n", encoding="utf-8")
+    return load_files(items, inter, name="groceries")
+
+
+def make_agent(ds, k=5):
+    ranker = SimpleRanker(ds, encoder=HashEncoder(dim=64))
+    return Agent(ds, ranker=ranker, settings=AgentConfig(k=k, explain_with_llm=False, profile_with_llm=False),
+                 nouns=Nouns("product", "aisle"))
+
+
+def cats(ds, item_id):
+    return set(ds.catalog.get(item_id)["categories"])
+
+
+def parser(ds):
+    return DialogueParser(CatalogVocab(ds.catalog))
+
+
+def test_exclusion_by_word_and_abbreviation(grocery):
+    p = parser(grocery).parse("something for breakfast, no frozen food")
+    assert {"Frozen Pizza", "Frozen Vegetables", "Frozen Meat", "Frzn Breakfast"} <= set(p.exclude)
+    assert "Breakfast Cereal" in p.include and "Frzn Breakfast" not in p.include
+    assert "frozen" in p.exclude_words and "food" not in p.exclude_words
+
+
+def test_generic_words_name_no_category(grocery):
+    p = parser(grocery).parse("no food please")
+    assert p.exclude == [] and p.exclude_words == []
+
+
+def test_known_user_ask_shapes_the_list(grocery):
+    """A snack buyer who asks for breakfast gets breakfast, not their usual chips and cheese."""
+    agent = make_agent(grocery)
+    s = agent.new_session("s0")
+    r = agent.respond(s, "something for breakfast, no frozen food")
+    got = [i.item_id for i in r.items]
+    assert got, r.text
+    breakfast = [i for i in got if "breakfast" in (grocery.catalog.get(i)["text"] + " ".join(cats(grocery, i))).lower()]
+    assert len(breakfast) >= min(3, len(got)), r.text
+    assert not any("frozen" in (grocery.catalog.get(i)["text"] + grocery.catalog.get(i)["title"]).lower()
+                   or any(c.startswith(("Frozen", "Frzn")) for c in cats(grocery, i)) for i in got), r.text
+
+
+def test_free_text_ask_matches_item_text_for_a_known_user(grocery):
+    agent = make_agent(grocery, k=3)
+    s = agent.new_session("s1")
+    r = agent.respond(s, "anything with granola or pancakes?")
+    assert {"g12", "g4"} <= {i.item_id for i in r.items}, r.text
+
+
+def test_unmatched_words_are_said(grocery):
+    agent = make_agent(grocery, k=3)
+    s = agent.new_session()
+    r = agent.respond(s, "something with robots")
+    assert "Nothing in the catalog mentions “robots”" in r.text.splitlines()[0]
+    assert len(r.items) == 3  # still the closest matches
+
+
+def test_matched_words_are_not_reported_unmatched(grocery):
+    agent = make_agent(grocery, k=3)
+    r = agent.respond(agent.new_session(), "some granola")
+    assert "Nothing in the catalog mentions" not in r.text
+
+
+def test_older_and_newer_move_the_current_era(grocery):
+    p = parser(grocery)
+    cur = Constraints(year_min=2000, year_max=2009)
+    assert (p.parse("older", [], cur).year_min, p.parse("older", [], cur).year_max) == (None, 1999)
+    newer = p.parse("something more recent", [], cur)
+    assert (newer.year_min, newer.year_max) == (2010, None)
+    # without an era, the shown items' years are the reference
+    shown = ["g1", "g4"]  # 2001, 2005
+    assert p.parse("newer ones", shown).year_min == 2006
+    assert p.parse("older", shown).year_max == 2000
+
+
+def test_older_through_the_agent_state(grocery):
+    agent = make_agent(grocery, k=3)
+    s = agent.new_session()
+    agent.respond(s, "from the 2000s")
+    assert (s.constraints.year_min, s.constraints.year_max) == (2000, 2009)
+    r = agent.respond(s, "older")
+    assert (s.constraints.year_min, s.constraints.year_max) == (None, 1999)
+    assert all(grocery.catalog.get(i.item_id)["year"] <= 1999 for i in r.items)
+
+
+def test_shorter_list_and_explicit_size(grocery):
+    agent = make_agent(grocery, k=5)
+    s = agent.new_session()
+    assert len(agent.respond(s, "cheese").items) <= 5
+    r = agent.respond(s, "shorter list please")
+    assert s.k == 3 and len(r.items) == 3
+    r = agent.respond(s, "just 2 breakfast things")
+    assert s.k == 2 and len(r.items) == 2
+
+
+def test_not_that_one_dislikes_the_first_shown_and_changes_the_list(grocery):
+    agent = make_agent(grocery, k=3)
+    s = agent.new_session()
+    first = [i.item_id for i in agent.respond(s, "cereal").items]
+    second = [i.item_id for i in agent.respond(s, "not that one").items]
+    assert s.dislikes == [first[0]]
+    assert second and first[0] not in second
+
+
+def test_none_of_these_dislikes_every_shown_item(grocery):
+    agent = make_agent(grocery, k=3)
+    s = agent.new_session()
+    first = [i.item_id for i in agent.respond(s, "cheese").items]
+    agent.respond(s, "none of these")
+    assert set(first) <= set(s.dislikes)
+
+
+def test_exclude_words_persist_and_round_trip(grocery):
+    agent = make_agent(grocery, k=5)
+    s = agent.new_session()
+    agent.respond(s, "no frozen stuff")
+    again = SessionState.from_json(s.to_json())
+    assert again.constraints.exclude_words == ["frozen"]
+    r = agent.respond(again, "breakfast")
+    assert r.items and not any("frozen" in grocery.catalog.get(i.item_id)["text"].lower() for i in r.items)
