@@ -104,6 +104,8 @@ class ClipTrainResult:
     losses: list[float]
     seconds: float
     pairs_per_second: float
+    cpu_seconds: float = 0.0  # process CPU time (all threads): on a busy machine, cpu_seconds / threads
+                              # estimates the wall time on a quiet one
 
 
 class ClipTrainError(RecagentError):
@@ -117,15 +119,36 @@ def caption_of(title: str, text: str = "", max_chars: int = 200) -> str:
     return cap[:max_chars]
 
 
-def pairs_from_catalog(catalog) -> ClipPairs:
-    """The (image, caption) pairs of a catalog's items that have an image."""
+CAPTIONS = ("title+text", "title", "text")
+
+
+def pairs_from_catalog(catalog, caption: str = "title+text") -> ClipPairs:
+    """The (image, caption) pairs of a catalog's items that have an image.
+
+    Args:
+        catalog: a ``Catalog``.
+        caption: what the caption is made of: ``title+text`` (default), ``title``, or ``text``
+            (the title where an item has no text); ``text`` suits catalogs whose titles add
+            only names (e.g. the built-in Fashion-MNIST: "Vera dark wool pullover").
+    """
+    if caption not in CAPTIONS:
+        raise ClipTrainError(f"caption='{caption}': use one of {', '.join(CAPTIONS)}.")
     df = catalog.items
     df = df[df["image_path"].notna()]
     if df.empty:
         raise ClipTrainError(f"catalog {catalog.source}: no item has a readable image; add an image_path column "
                              "(paths relative to the catalog file) before training CLIP.")
-    return ClipPairs(list(df["image_path"]), [caption_of(t, x) for t, x in zip(df["title"], df["text"])],
-                     [str(i) for i in df["item_id"]])
+    caps = [caption_text(t, x, caption) for t, x in zip(df["title"], df["text"])]
+    return ClipPairs(list(df["image_path"]), caps, [str(i) for i in df["item_id"]])
+
+
+def caption_text(title: str, text: str, caption: str = "title+text") -> str:
+    """One item's caption in the chosen form (see ``pairs_from_catalog``)."""
+    if caption == "title":
+        return caption_of(title)
+    if caption == "text" and str(text or "").strip():
+        return caption_of(str(text))
+    return caption_of(title, text)
 
 
 def model_config(cfg: ClipTrainConfig, text_model: str) -> dict:
@@ -258,6 +281,7 @@ def train_clip(pairs: ClipPairs, out_dir: str | Path, cfg: ClipTrainConfig = Cli
 
     model.train()
     t0, start_step = time.perf_counter(), step
+    c0 = time.process_time()
     bar = tqdm(total=total, initial=step, desc="CLIP training", unit="step", disable=not progress, dynamic_ncols=True)
     try:
         while step < total:
@@ -297,13 +321,14 @@ def train_clip(pairs: ClipPairs, out_dir: str | Path, cfg: ClipTrainConfig = Cli
     save(final=True)
     secs = time.perf_counter() - t0
     done = step - start_step
-    return ClipTrainResult(out / CHECKPOINT, step, losses, secs, done * batch / secs if secs > 0 and done else 0.0)
+    return ClipTrainResult(out / CHECKPOINT, step, losses, secs, done * batch / secs if secs > 0 and done else 0.0,
+                           round(time.process_time() - c0, 1))
 
 
 def train_catalog_clip(cfg, dataset: str | None = None, tcfg: ClipTrainConfig = ClipTrainConfig(), *,
                        out_dir: str | Path | None = None, resume: bool = False, init_checkpoint: str | Path | None = None,
-                       text_model: str | None = None, split: str | None = None, progress: bool = True,
-                       log_fn: Callable[[str], None] = log.info) -> dict:
+                       text_model: str | None = None, split: str | None = None, caption: str = "title+text",
+                       progress: bool = True, log_fn: Callable[[str], None] = log.info) -> dict:
     """The CLIP stage for a data set: load it, train on its (image, text) pairs and write the
     checkpoint to its run layout's ``clip/`` folder (where ``ClipEncoder.from_config`` finds it).
 
@@ -313,6 +338,7 @@ def train_catalog_clip(cfg, dataset: str | None = None, tcfg: ClipTrainConfig = 
         tcfg: training settings.
         out_dir: output folder instead of ``layout(cfg, dataset).clip``.
         split: train only on items whose ``split`` column equals this (e.g. ``train``).
+        caption: what captions are made of (see ``pairs_from_catalog``).
         (other args as :func:`train_clip`.)
 
     Returns:
@@ -321,6 +347,7 @@ def train_catalog_clip(cfg, dataset: str | None = None, tcfg: ClipTrainConfig = 
     from recagent.data import load_dataset
     from recagent.runs import dataset_key, layout, record_run
 
+    t_all, c_all = time.perf_counter(), time.process_time()
     ds = load_dataset(cfg, dataset, log_fn=log_fn)
     catalog = ds.catalog
     if split is not None:
@@ -329,16 +356,19 @@ def train_catalog_clip(cfg, dataset: str | None = None, tcfg: ClipTrainConfig = 
         from recagent.data.schema import Catalog
 
         catalog = Catalog(catalog.items[catalog.items["split"] == split].reset_index(drop=True), source=catalog.source)
-    pairs = pairs_from_catalog(catalog)
+    pairs = pairs_from_catalog(catalog, caption)
     out = Path(out_dir) if out_dir else layout(cfg, ds).clip
     log_fn(f"CLIP training on {len(pairs):,} image-text pairs of {ds.name} -> {out}")
     res = train_clip(pairs, out, tcfg, text_model=text_model, cache=Path(cfg.paths.cache), init_checkpoint=init_checkpoint,
                      resume=resume, progress=progress)
-    record_run(cfg, out, "finetune clip", {"dataset": dataset_key(ds), "pairs": len(pairs)})
+    record_run(cfg, out, "finetune clip", {"dataset": dataset_key(ds), "pairs": len(pairs), "caption": caption,
+                                           "split": split, "seconds": round(res.seconds, 1), "cpu_seconds": res.cpu_seconds})
     return {"dataset": dataset_key(ds), "checkpoint": str(res.checkpoint), "step": res.step, "pairs": len(pairs),
             "loss_first": res.losses[0] if res.losses else float("nan"),
             "loss_last": res.losses[-1] if res.losses else float("nan"),
-            "seconds": round(res.seconds, 1), "pairs_per_second": round(res.pairs_per_second, 1)}
+            "seconds": round(res.seconds, 1), "cpu_seconds": res.cpu_seconds,
+            "total_seconds": round(time.perf_counter() - t_all, 1), "total_cpu_seconds": round(time.process_time() - c_all, 1),
+            "pairs_per_second": round(res.pairs_per_second, 1), "caption": caption, "split": split}
 
 
 def load_image_tensor(images: Sequence[Any], size: int, progress: bool = False):
@@ -367,14 +397,15 @@ def pooled_text(model, tokens, batch: int = 256, progress: bool = False):
     from tqdm.auto import tqdm
 
     text = model.text
+    uniq, inverse = torch.unique(tokens, dim=0, return_inverse=True)  # catalogs repeat captions: encode each once
     out = []
     with torch.inference_mode():
-        for i in tqdm(range(0, len(tokens), batch), desc="encoding captions", unit="batch",
-                      disable=not progress or len(tokens) < 20 * batch):
-            x = tokens[i:i + batch]
+        for i in tqdm(range(0, len(uniq), batch), desc="encoding captions", unit="batch",
+                      disable=not progress or len(uniq) < 20 * batch):
+            x = uniq[i:i + batch]
             mask = (x != text.config.pad_token_id).long()
             out.append(text.pooler(text.transformer(input_ids=x, attention_mask=mask), mask).float())
-    return torch.cat(out).clone()
+    return torch.cat(out)[inverse].clone()
 
 
 def tokenize(arch: str, captions: list[str]):

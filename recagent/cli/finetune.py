@@ -6,7 +6,14 @@ import click
 
 from recagent.cli.common import Run, common_options
 
-HELP = """Fine-tune recagent on a domain.
+HELP = """Fine-tune recagent on a domain: one command runs every stage into a run folder.
+
+\b
+Whole domain (stages: validate, index, rankers, clip, llm_data, lora, eval, report):
+  recagent finetune --items items.csv --interactions log.csv --out runs/books
+  recagent finetune --dataset ml-100k --out runs/ml --steps 50      a quick LoRA
+  recagent finetune --out runs/books --resume      continue a killed run (LoRA from its checkpoint)
+  recagent chat --run runs/books                   chat with that run's catalog, rankers and adapter
 
 \b
 Stages (subcommands):
@@ -16,12 +23,39 @@ Stages (subcommands):
 
 
 @click.group("finetune", help=HELP, invoke_without_command=True)
-# --- whole-domain pipeline options go here (another helper adds them; the pipeline runs the
-# --- `clip` stage through recagent.finetune.clip_train.train_catalog_clip when the catalog has images)
+@click.option("--items", type=click.Path(dir_okay=False), help="Catalog: item_id, title[, text, categories, year, image_path].")
+@click.option("--interactions", type=click.Path(dir_okay=False), help="Log: user_id, item_id, timestamp[, rating].")
+@click.option("--users", type=click.Path(dir_okay=False), help="User attributes (optional).")
+@click.option("--images", type=click.Path(file_okay=False), help="Folder of the catalog's images (CLIP stage).")
+@click.option("--dataset", default=None, help="A built-in data set instead of files, e.g. ml-100k.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="The run folder, e.g. runs/books.")
+@click.option("--steps", type=int, default=None, help="LoRA optimizer steps (a quick run); default finetune.steps / epochs.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out: finished stages are skipped, LoRA resumes.")
+@common_options
 @click.pass_context
-def finetune_group(ctx: click.Context) -> None:
-    if ctx.invoked_subcommand is None:
+def finetune_group(ctx: click.Context, run: Run, items, interactions, users, images, dataset, out_dir, steps,
+                   resume) -> None:
+    if ctx.invoked_subcommand is not None:
+        return
+    if out_dir is None:
+        if items or interactions or dataset or resume:
+            raise click.UsageError("finetune needs --out runs/NAME (the run folder).")
         click.echo(ctx.get_help())
+        return
+    from recagent.finetune.pipeline import finetune
+
+    done = finetune(run.config, out_dir, dataset=dataset, items=items, interactions=interactions, users=users, images=images,
+                    steps=steps, resume=resume, quiet=run.quiet or run.json, log_fn=run.log)
+    run.emit({"out": out_dir, "stages": done}, lambda d: _render(d))
+
+
+def _render(d: dict) -> str:
+    lines = [f"finetune run {d['out']}:"]
+    for name, info in d["stages"].items():
+        extra = info.get("skipped") or ""
+        lines.append(f"  {name:<9} {info.get('seconds', 0):>7.1f} s  {extra}")
+    lines.append(f"report: {d['out']}/report/report.md; chat with it: recagent chat --run {d['out']}")
+    return "\n".join(lines)
 
 
 @finetune_group.command("clip", help="Train CLIP (a small ViT from scratch + the cached MiniLM text tower) on a "
@@ -45,9 +79,11 @@ def finetune_group(ctx: click.Context) -> None:
 @click.option("--image-size", type=int, default=None, help="Pixels per side the vision tower sees (default 28).")
 @click.option("--split", "split_", default=None, metavar="VALUE",
               help="Train only on items whose 'split' column has this value (e.g. train; default: all items).")
+@click.option("--caption", type=click.Choice(["title+text", "title", "text"]), default="title+text", show_default=True,
+              help="What each image's caption is made of ('text' when titles only add names).")
 @common_options
 def clip(run: Run, dataset, items, interactions, out_dir, resume, init_checkpoint, text_model, epochs, max_steps,
-         batch_size, image_size, split_) -> None:
+         batch_size, image_size, split_, caption) -> None:
     from dataclasses import replace
 
     from recagent.finetune.clip_train import ClipTrainConfig, train_catalog_clip
@@ -62,7 +98,7 @@ def clip(run: Run, dataset, items, interactions, out_dir, resume, init_checkpoin
                                    "image_size": image_size}.items() if v is not None}
     tcfg = replace(ClipTrainConfig(), **overrides)
     res = train_catalog_clip(cfg, dataset, tcfg, out_dir=out_dir, resume=resume, init_checkpoint=init_checkpoint,
-                             text_model=text_model, split=split_, progress=not (run.quiet or run.json), log_fn=run.log)
+                             text_model=text_model, split=split_, caption=caption, progress=not (run.quiet or run.json), log_fn=run.log)
     run.emit(res, lambda d: (f"CLIP checkpoint {d['checkpoint']} (step {d['step']}, loss {d['loss_first']:.3f} -> "
                              f"{d['loss_last']:.3f}, {d['seconds']:.0f} s, {d['pairs_per_second']:.0f} pairs/s)\n"
                              f"search and chat on {d['dataset']} use it now; elsewhere: --set models.clip_checkpoint={d['checkpoint']}"))
