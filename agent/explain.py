@@ -100,6 +100,8 @@ class Explanation:
     source: str            # 'llm' | 'llm-retry' | 'template'
     grounded_first: bool   # the first LLM text passed the verifier
     problems: list[str] = field(default_factory=list)
+    first_problems: list[str] = field(default_factory=list)   # what was wrong with the first LLM text
+    first_text: str = ""                                       # the first LLM text (cleaned)
 
 
 class Evidence:
@@ -226,15 +228,19 @@ class Explainer:
         first = self.llm.generate_batch([self.prompt(s, request) for s in sheets], self.max_new_tokens)
         out: list[Explanation | None] = [None] * len(sheets)
         retry = []
+        firsts: dict[int, tuple[str, list[str]]] = {}
         for i, (s, text) in enumerate(zip(sheets, first)):
             text = clean(text)
             v = self._check(text, s)
+            firsts[i] = (text, list(v.problems))
             if v.ok:
-                out[i] = Explanation(text, "llm", True)
+                out[i] = Explanation(text, "llm", True, first_text=text)
             else:
                 retry.append((i, v.problems))
         for i in self._repeats(out):  # a third reason opening like two before it: write it again
-            retry.append((i, [f"repeats the opening of two earlier reasons ('{out[i].text[:30]}...')"]))
+            problem = f"repeats the opening of two earlier reasons ('{out[i].text[:30]}...')"
+            firsts[i][1].append(problem)
+            retry.append((i, [problem]))
             out[i] = None
         if retry:
             retry.sort()
@@ -249,6 +255,9 @@ class Explainer:
         for i in self._repeats(out):
             out[i] = Explanation(self.template(sheets[i], i), "template", False,
                                  out[i].problems + ["repeats the opening of two earlier reasons"])
+        for i, e in enumerate(out):
+            if e is not None:
+                e.first_text, e.first_problems = firsts[i][0], firsts[i][1]
         return vary_templates([e for e in out if e is not None], sheets, self.verifier, self.nouns)
 
     @property

@@ -174,14 +174,14 @@ def build_llm_data(ds: Any, settings: Any, nouns: Nouns, out_dir: Path, llm: Any
     n_profile = int(round(settings.max_examples * settings.profile_share))
     n_reason = settings.max_examples - n_profile
     examples: list[Example] = []
-    for u in users:
+    for attempt, u in enumerate(users):
         if sum(e.task == "profile" for e in examples) >= n_profile:
             break
         sp = split_user(ds, u, settings.profile_cutoff, like_threshold)
         if len(sp.rows) + 1 < settings.min_history or not sp.liked_after:
             continue
         p = summ.facets(u, sp.rows, sp.ratings)
-        target = profile_target(p, sp.liked_after, ds.catalog, nouns, len(examples))
+        target = profile_target(p, sp.liked_after, ds.catalog, nouns, attempt)
         if target and verifier.check(target, p.facts(vocab)).ok:
             examples.append(Example("profile", summ.prompt(p), target, "future-facts"))
     evidence = Evidence(ds, like_threshold)

@@ -123,7 +123,7 @@ def train_lora(base: str | Path, examples: list[dict], adapter_dir: Path, checkp
             idx = perm[b * settings.batch_size:(b + 1) * settings.batch_size]
             idx = idx[acc.process_index::acc.num_processes] if len(idx) >= acc.num_processes else idx
             batch = _collate([enc[i] for i in idx], tok.pad_token_id, acc.device)
-            loss = model(**batch).loss
+            loss = reply_loss(model, batch)
             acc.backward(loss)
             opt.step()
             sched.step()
@@ -221,19 +221,41 @@ def peak_rss_gib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
 
 
+def reply_loss(model: Any, batch: dict) -> Any:
+    """Mean cross-entropy over the reply tokens only. Rows are left-padded, so every reply lies
+    in the last ``keep`` positions and the vocabulary projection runs on those alone (the
+    logits of a 49k vocabulary over whole prompts would cost GiBs)."""
+    import torch.nn.functional as F
+
+    keep = int(batch["keep"])
+    kw = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "logits_to_keep": keep + 1}
+    pos = batch.get("position_ids")
+    if pos is not None:
+        kw["position_ids"] = pos
+    logits = model(**kw).logits[:, :-1, :]            # predicts tokens at positions -keep..-1
+    labels = batch["labels"][:, -keep:]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+
+
 def _collate(rows: list[tuple[list[int], int]], pad: int, device: Any) -> dict:
+    """Left-padded ids, mask, positions and labels (-100 outside the replies)."""
     import torch
 
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
     for i, (ids, n_prompt) in enumerate(rows):
         t = torch.tensor(ids, dtype=torch.long)
-        input_ids[i, :len(ids)] = t
-        mask[i, :len(ids)] = 1
-        labels[i, n_prompt:len(ids)] = t[n_prompt:]
-    return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+        off = width - len(ids)
+        input_ids[i, off:] = t
+        mask[i, off:] = 1
+        pos[i, off:] = torch.arange(len(ids))
+        labels[i, off + n_prompt:] = t[n_prompt:]
+    keep = max(len(ids) - n for ids, n in rows)
+    return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "position_ids": pos.to(device),
+            "labels": labels.to(device), "keep": keep}
 
 
 def _settings_dict(settings: Any) -> dict:

@@ -12,8 +12,7 @@ from recagent.agent.vocab import Nouns
 from recagent.finetune.config import FinetuneConfig
 
 
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory, cache_dir):
+def make_tiny_llama(out, cache_dir):
     """A 2-layer random Llama with the cached SmolLM2 tokenizer (fast; output is gibberish)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -26,10 +25,14 @@ def tiny_llama(tmp_path_factory, cache_dir):
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    out = tmp_path_factory.mktemp("tiny-llama")
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory, cache_dir):
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), cache_dir)
 
 
 SETTINGS = FinetuneConfig(max_examples=40, heldout_users=1, min_history=3, batch_size=4, checkpoint_every=2,
