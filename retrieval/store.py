@@ -17,6 +17,7 @@ import numpy as np
 from recagent.errors import ConfigError, IndexError_, RecagentError
 
 _PAGE = 5000  # rows per `get` page when listing a collection
+_opened: dict[str, tuple[int, int] | None] = {}  # folder -> its sqlite file's (device, inode) when this process opened it
 
 
 def collection_name(key: str, channel: str) -> str:
@@ -111,12 +112,30 @@ def content_hash(encoder_name: str, channel: str, content: Any, meta: dict) -> s
 
 
 def persistent_client(folder: Path):
-    """An embedded Chroma store in ``folder`` (created)."""
+    """An embedded Chroma store in ``folder`` (created).
+
+    Chroma keeps one store per path and process; when another process has deleted and rebuilt
+    the folder since (``index build --rebuild``), the kept one reads deleted files, so it is
+    dropped first (the sqlite file's inode tells)."""
     import chromadb
     from chromadb.config import Settings
 
     folder.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(folder), settings=Settings(anonymized_telemetry=False))
+    db = folder / "chroma.sqlite3"
+    before = _inode(db)
+    if str(folder) in _opened and _opened[str(folder)] != before:
+        forget_client(folder)
+    client = chromadb.PersistentClient(path=str(folder), settings=Settings(anonymized_telemetry=False))
+    _opened[str(folder)] = _inode(db)
+    return client
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def forget_client(folder: Path) -> None:
@@ -127,6 +146,7 @@ def forget_client(folder: Path) -> None:
     except ImportError:  # pragma: no cover - other chromadb layouts
         return
     key = str(folder)
+    _opened.pop(key, None)
     system = shared._identifier_to_system.pop(key, None)
     shared._identifier_to_refcount.pop(key, None)
     if system is not None:
