@@ -327,7 +327,7 @@ class ItemIndex:
             filters: as in ``query_text``.
             exclude_query: leave the query items out of the results.
         """
-        ids = [str(i) for i in item_ids]
+        ids = list(dict.fromkeys(str(i) for i in item_ids))  # Chroma's get() refuses repeated ids (re-bought items)
         f = Filters.make(filters, exclude_ids=ids if exclude_query else (), **filter_kwargs)
         per = []
         for ch in _channels(channels):

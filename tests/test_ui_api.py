@@ -129,3 +129,89 @@ def test_real_agent_through_the_api(cfg):
         assert out["cards"][0]["title"] in fb["profile"]["likes"]
     finally:
         srv.close()
+
+
+# -- concurrency (issue 9, defect 2) ----------------------------------------------------------
+
+PANTRY_CATS = ["Breakfast", "Snacks", "Dairy", "Frozen", "Bakery", "Drinks"]
+PANTRY_WORDS = ["oat", "honey", "crunchy", "spicy", "organic", "vanilla", "salted", "berry", "lemon", "cocoa"]
+CONVERSATIONS = [["something for breakfast", "no dairy please", "more like that"],
+                 ["crunchy snacks", "nothing frozen", "something else"],
+                 ["a cold drink", "with lemon", "more please"],
+                 ["bakery treats", "no snacks", "something sweet"]]
+
+
+def _pantry(root):
+    """A 60-item grocery catalog and a log of 30 shoppers with category habits (not movies)."""
+    import random
+
+    from recagent.data import load_files
+
+    rng = random.Random(7)
+    rows = ["item_id,title,text,categories"]
+    for i in range(60):
+        cats = [PANTRY_CATS[i % 6]] + ([PANTRY_CATS[(i * 7 + 1) % 6]] if i % 4 == 0 else [])
+        words = rng.sample(PANTRY_WORDS, 2)
+        rows.append(f"p{i},{words[0].title()} {cats[0]} No. {i},A {words[0]} {words[1]} {cats[0].lower()} product,"
+                    f"{'|'.join(cats)}")
+    log = ["user_id,item_id,timestamp,rating"]
+    for u in range(30):
+        fav = {u % 6, (u + 2) % 6}
+        picks = [i for i in range(60) if i % 6 in fav]
+        for j, i in enumerate(rng.sample(picks, 8) + rng.sample(range(60), 2)):
+            log.append(f"s{u},p{i},{1_000_000 + 100 * u + j},{5 if i % 6 in fav else 2}")
+    (root / "items.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (root / "log.csv").write_text("\n".join(log) + "\n", encoding="utf-8")
+    return load_files(root / "items.csv", root / "log.csv", name="pantry")
+
+
+def _conversation(url: str, sid: int) -> list[list[str]]:
+    """One session's three turns through the API: the item ids of each reply."""
+    c = _client(url)
+    c.predict(f"s{sid}" if sid % 2 else "", api_name="/start")
+    out = []
+    for msg in CONVERSATIONS[sid % len(CONVERSATIONS)]:
+        r = c.predict(msg, api_name="/chat")
+        assert r["done"], r
+        out.append([x["item_id"] for x in r["cards"]])
+    return out
+
+
+@pytest.mark.model
+@pytest.mark.server
+def test_concurrent_sessions_get_what_they_would_alone(cfg, tmp_path_factory):
+    """Regression (issue 9, defect 2): 20 sessions x 3 turns at the default ui.concurrency gave
+    broadcast errors in ranking/features.py and other items than the same conversation alone
+    (the shared FusionRanker swapped its items_ per call). The real agent with the trained
+    fusion ranker and template reasons, on a small non-movie catalog."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from recagent.agent.service import build_agent, select_ranker
+    from recagent.ui.agent_backend import AgentBackend, ChannelRecorder
+    from recagent.ui.serve import free_port, launch
+
+    ds = _pantry(tmp_path_factory.mktemp("pantry"))
+    c2 = cfg.replace("agent", explain_with_llm=False, profile_with_llm=False, ranker="fusion")
+    ranker = ChannelRecorder(select_ranker(c2, ds))
+    assert type(ranker.inner).__name__ == "FusionCandidateRanker", "the shared fusion model is what is tested"
+    be = AgentBackend(build_agent(c2, ds, ranker=ranker), ds)
+    srv = launch(be, c2, port=free_port(), block=False, known_users=True)
+    assert c2.ui.concurrency >= 2
+    try:
+        alone = [_conversation(srv.url, sid) for sid in range(20)]
+        assert all(1 <= len(t) <= c2.agent.k for conv in alone for t in conv), alone
+        errors, together = [], [None] * 20
+
+        def run(sid):
+            try:
+                together[sid] = _conversation(srv.url, sid)
+            except Exception as exc:  # noqa: BLE001 (counted, then reported)
+                errors.append(f"session {sid}: {exc!r}")
+
+        with ThreadPoolExecutor(20) as pool:
+            list(pool.map(run, range(20)))
+        assert errors == []
+        differ = [sid for sid in range(20) if together[sid] != alone[sid]]
+        assert differ == [], f"sessions {differ} got other items than alone"
+    finally:
+        srv.close()
