@@ -20,12 +20,12 @@ def test_every_default_has_a_help_text():
 
 def test_toml_file_then_overrides(tmp_path):
     p = tmp_path / "c.toml"
-    p.write_text('[data]\npositive_threshold = 3\nsplit_ratios = [0.7, 0.2, 0.1]\n[models]\ndevice = "cuda"\n')
+    p.write_text('[data]\npositive_threshold = 3\nsplit_ratios = [0.7, 0.2, 0.1]\n[models]\ndevice = "auto"\n')
     cfg = load_config(p, ["data.positive_threshold=4.5", "models.llm=org/some-model"])
     assert cfg.data.positive_threshold == 4.5
     assert isinstance(cfg.data.positive_threshold, float)
     assert cfg.data.split_ratios == [0.7, 0.2, 0.1]
-    assert cfg.models.device == "cuda"
+    assert cfg.models.device == "auto"
     assert cfg.models.llm == "org/some-model"
 
 
