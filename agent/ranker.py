@@ -74,15 +74,17 @@ class SimpleRanker:
 
     @classmethod
     def from_config(cls, cfg: Any, dataset, encoder=None) -> "SimpleRanker":
-        """Text encoder from ``models.text_encoder``; item embeddings cached under
-        ``<runs>/agent/`` keyed by the catalog's texts and the encoder name."""
+        """Text encoder from ``models.text_encoder``; item embeddings cached in the data set's
+        run folder (``runs.layout(...).cache``), keyed by the catalog's texts and the encoder name."""
         if encoder is None:
             from recagent.retrieval.encoders import TextEncoder
 
             encoder = TextEncoder.from_config(cfg)
         texts = [dataset.catalog.describe(i) for i in range(dataset.n_items)]
         digest = hashlib.sha256(("\n".join(texts) + encoder.name).encode()).hexdigest()[:16]
-        path = Path(cfg.paths.runs) / "agent" / f"emb-{dataset.name}-{digest}.npy"
+        from recagent.runs import layout
+
+        path = layout(cfg, dataset).cache / f"text-emb-{digest}.npy"
         emb = None
         if path.is_file():
             emb = np.load(path)
