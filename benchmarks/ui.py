@@ -1,9 +1,12 @@
-"""Chat UI load benchmark: N simulated concurrent sessions, each sending M messages through
-`gradio_client` to a local server; prints p50/p95 turn latency and the error count as JSON.
+"""Chat UI load benchmark: N simulated sessions, each sending M messages through `gradio_client`
+to a local server, all at once, at each ``ui.concurrency`` given; prints JSON with p50/p95 turn
+latency, throughput, the error count and (``--check-alone``) how many sessions got other items
+than the same conversation run alone (issue 9, defect 2: must be 0).
 
     .venv/bin/python benchmarks/ui.py                 # FakeBackend on ML-100K (the UI/queue overhead)
-    .venv/bin/python benchmarks/ui.py --real          # the real agent (LLM reasons; slow on 2 cores)
-    .venv/bin/python benchmarks/ui.py --real --no-llm # the real agent with template reasons
+    .venv/bin/python benchmarks/ui.py --real --no-llm --sessions 20 --messages 3 \\
+        --concurrency 1,2,4 --check-alone             # the real agent (fusion ranker), template reasons
+    .venv/bin/python benchmarks/ui.py --real          # the real agent with LLM reasons (slow on 2 cores)
 """
 
 from __future__ import annotations
@@ -34,28 +37,91 @@ def percentile(xs: list[float], q: float) -> float:
     return s[k]
 
 
-def session(url: str, sid: int, n_messages: int, latencies: list, errors: list, lock: threading.Lock) -> None:
+def conversation(url: str, sid: int, n_messages: int, users: list[str], latencies: list, errors: list,
+                 lock: threading.Lock) -> list[list[str]] | None:
+    """One session: start (every other one as a known user, when the server allows it), then
+    ``n_messages`` turns. Returns the item ids of each reply (None after an error)."""
     from gradio_client import Client
 
     try:
         c = Client(url, verbose=False)
-        c.predict("", api_name="/start")
+        c.predict(users[sid % len(users)] if users and sid % 2 else "", api_name="/start")
     except Exception as exc:  # a failed session start counts as errors for every message it would send
         with lock:
             errors.extend([f"session {sid}: start: {exc!r}"] * n_messages)
-        return
+        return None
+    items = []
     for j in range(n_messages):
         msg = MESSAGES[(sid + j) % len(MESSAGES)]
         t0 = time.perf_counter()
         try:
             out = c.predict(msg, api_name="/chat")
-            ok = out.get("done") and out.get("reply")
             dt = time.perf_counter() - t0
+            if not (out.get("done") and out.get("reply")):
+                raise RuntimeError("incomplete reply")
+            items.append([x["item_id"] for x in out["cards"]])
             with lock:
-                (latencies.append(dt) if ok else errors.append(f"session {sid} msg {j}: incomplete reply"))
+                latencies.append(dt)
         except Exception as exc:
             with lock:
                 errors.append(f"session {sid} msg {j}: {exc!r}")
+            return None
+    return items
+
+
+def load(backend, cfg, sessions: int, messages: int, concurrency: int, users: list[str],
+         reference: list | None = None) -> tuple[dict, list]:
+    """All sessions at once against a server with ``ui.concurrency = concurrency``."""
+    from recagent.ui.serve import free_port, launch
+
+    c = cfg.replace("ui", concurrency=concurrency)
+    srv = launch(backend, c, port=free_port(), block=False, known_users=True, warn=lambda m: None)
+    latencies: list[float] = []
+    errors: list[str] = []
+    got: list = [None] * sessions
+    lock = threading.Lock()
+
+    def run(sid: int) -> None:
+        got[sid] = conversation(srv.url, sid, messages, users, latencies, errors, lock)
+
+    t1 = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t1
+    srv.close()
+    out = {
+        "concurrency": concurrency, "turns": len(latencies), "errors": len(errors),
+        "p50_s": round(percentile(latencies, 50), 3), "p95_s": round(percentile(latencies, 95), 3),
+        "mean_s": round(statistics.fmean(latencies), 3) if latencies else 0.0,
+        "max_s": round(max(latencies), 3) if latencies else 0.0,
+        "wall_s": round(wall, 2), "turns_per_s": round(len(latencies) / wall, 3) if wall else 0.0,
+        "first_errors": errors[:3],
+    }
+    if reference is not None:
+        differ = [i for i in range(sessions) if got[i] is not None and got[i] != reference[i]]
+        out["sessions_differing_from_alone"] = len(differ)
+        out["differing"] = differ[:10]
+    return out, got
+
+
+def alone(backend, cfg, sessions: int, messages: int, users: list[str]) -> tuple[list, float]:
+    """Each conversation on its own, one after another (the reference for ``--check-alone``)."""
+    from recagent.ui.serve import free_port, launch
+
+    srv = launch(backend, cfg, port=free_port(), block=False, known_users=True, warn=lambda m: None)
+    lat: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    t0 = time.perf_counter()
+    ref = [conversation(srv.url, i, messages, users, lat, errors, lock) for i in range(sessions)]
+    wall = time.perf_counter() - t0
+    srv.close()
+    if errors:
+        raise SystemExit(f"the reference (alone) run failed: {errors[:3]}")
+    return ref, wall
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -65,45 +131,45 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--dataset", default="ml-100k")
     ap.add_argument("--real", action="store_true", help="the real agent instead of the FakeBackend")
     ap.add_argument("--no-llm", action="store_true", help="with --real: template reasons and profiles")
-    ap.add_argument("--concurrency", type=int, default=None, help="ui.concurrency (default from config)")
+    ap.add_argument("--ranker", default="fusion", help="with --real: agent.ranker (fusion trains once if missing)")
+    ap.add_argument("--concurrency", default=None, help="ui.concurrency values, comma-separated (default: config)")
+    ap.add_argument("--check-alone", action="store_true", help="compare each session's items with it run alone")
     args = ap.parse_args(argv)
 
     from recagent.config import load_config
-    from recagent.ui.serve import free_port, launch, make_backend
+    from recagent.ui.serve import make_backend
 
-    overrides = [f"ui.concurrency={args.concurrency}"] if args.concurrency else []
-    cfg = load_config(overrides=overrides)
+    cfg = load_config()
+    if args.real:
+        cfg = cfg.replace("agent", ranker=args.ranker)
     if args.real and args.no_llm:
         cfg = cfg.replace("agent", explain_with_llm=False, profile_with_llm=False)
+    levels = [int(x) for x in args.concurrency.split(",")] if args.concurrency else [cfg.ui.concurrency]
     t0 = time.perf_counter()
     backend = make_backend(cfg, dataset=args.dataset, kind="agent" if args.real else "fake", log_fn=lambda m: None)
     load_s = time.perf_counter() - t0
-    srv = launch(backend, cfg, port=free_port(), block=False)
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    t1 = time.perf_counter()
-    threads = [threading.Thread(target=session, args=(srv.url, i, args.messages, latencies, errors, lock))
-               for i in range(args.sessions)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t1
-    srv.close()
-    result = {
+    users = [u for u, _ in backend.users()][:50]
+    result: dict = {
         "benchmark": "ui", "backend": backend.name + ("-no-llm" if args.real and args.no_llm else ""),
+        "ranker": type(getattr(getattr(backend, "agent", None), "ranker", None)).__name__ if args.real else "fake",
         "dataset": args.dataset, "sessions": args.sessions, "messages_per_session": args.messages,
-        "concurrency": cfg.ui.concurrency, "turns": len(latencies), "errors": len(errors),
-        "p50_s": round(percentile(latencies, 50), 3), "p95_s": round(percentile(latencies, 95), 3),
-        "mean_s": round(statistics.fmean(latencies), 3) if latencies else 0.0,
-        "max_s": round(max(latencies), 3) if latencies else 0.0,
-        "wall_s": round(wall, 2), "turns_per_s": round(len(latencies) / wall, 3) if wall else 0.0,
-        "backend_load_s": round(load_s, 2), "first_errors": errors[:3],
+        "backend_load_s": round(load_s, 2), "cpus": os.cpu_count(),
     }
+    if args.real:
+        inner = getattr(backend.agent.ranker, "inner", backend.agent.ranker)
+        result["ranker"] = type(inner).__name__
+    reference = None
+    if args.check_alone:
+        reference, wall = alone(backend, cfg, args.sessions, args.messages, users)
+        result["alone"] = {"turns": args.sessions * args.messages, "wall_s": round(wall, 2),
+                           "turns_per_s": round(args.sessions * args.messages / wall, 3)}
+    result["runs"] = [load(backend, cfg, args.sessions, args.messages, c, users, reference)[0] for c in levels]
+    result["errors"] = sum(r["errors"] for r in result["runs"])
+    result["sessions_differing_from_alone"] = sum(r.get("sessions_differing_from_alone", 0) for r in result["runs"])
     print(json.dumps(result))
     return result
 
 
 if __name__ == "__main__":
-    sys.exit(1 if main()["errors"] else 0)
+    r = main()
+    sys.exit(1 if r["errors"] or r["sessions_differing_from_alone"] else 0)
