@@ -15,7 +15,7 @@ import numpy as np
 from recagent.eval.bootstrap import paired_bootstrap
 from recagent.eval.protocol import EvalResult, evaluate_scores, genre_vectors
 from recagent.ranking.base import History
-from recagent.ranking.registry import MODEL_NAMES
+from recagent.ranking.registry import ALL_MODEL_NAMES
 
 
 @dataclass
@@ -50,15 +50,16 @@ def parse_models(text: str) -> list[str]:
 
     names = [m.strip().lower() for m in text.split(",") if m.strip()]
     if names == ["all"]:
-        return list(MODEL_NAMES)
-    bad = [m for m in names if m not in MODEL_NAMES]
+        return list(ALL_MODEL_NAMES)
+    bad = [m for m in names if m not in ALL_MODEL_NAMES]
     if bad or not names:
-        raise ConfigError(f"--models {text!r}: unknown model(s) {bad}; choose from {','.join(MODEL_NAMES)} or 'all'.")
+        raise ConfigError(f"--models {text!r}: unknown model(s) {bad}; choose from {','.join(ALL_MODEL_NAMES)} or 'all'.")
     return names
 
 
 def run_eval(cfg: Any, dataset: Any, protocol: str, models: list[str], layout: Any = None,
-             log: Callable[[str], None] = lambda s: None, encoder: Any = None, save: bool = True) -> EvalRun:
+             log: Callable[[str], None] = lambda s: None, encoder: Any = None, save: bool = True,
+             channels: list[str] | None = None, fusion_params: dict | None = None) -> EvalRun:
     """Fit ``models`` through the training home (``ranking/train.py``, which saves them) and
     score them on the test split.
 
@@ -72,6 +73,7 @@ def run_eval(cfg: Any, dataset: Any, protocol: str, models: list[str], layout: A
         encoder: text encoder for the content / fusion text channels (default: the configured
             sentence-transformers model, loaded only when the embedding cache misses).
         save: save the trained models (with config and data fingerprint).
+        channels / fusion_params: see ``ranking.train.train``.
     """
     from recagent.ranking.train import train
     from recagent.runs import RunLayout
@@ -79,7 +81,8 @@ def run_eval(cfg: Any, dataset: Any, protocol: str, models: list[str], layout: A
     if layout is not None and not isinstance(layout, RunLayout):
         layout = RunLayout(Path(layout))
     protocol = protocol.upper()
-    t = train(cfg, dataset, protocol, models, layout, log, encoder=encoder, save=save, command="recagent eval")
+    t = train(cfg, dataset, protocol, models, layout, log, encoder=encoder, save=save, command="recagent eval",
+              channels=channels, fusion_params=fusion_params)
     split = t.split
     items, users = split.items, split.users
     trv = History.concat(split.train, split.valid, n_users=split.n_users, n_items=split.n_items)

@@ -48,6 +48,8 @@ class Trained:
         timings: wall seconds per step.
         text_emb: item text embeddings (content model and fusion text channels), or None.
         fusion_features: the fusion training features, reused for ablation variants.
+        n_select: the first ``n_select`` rows of ``fusion_features`` are the validation users.
+        channels: the collaborative channel models fusion was given.
     """
 
     protocol: str
@@ -59,16 +61,20 @@ class Trained:
     timings: dict = field(default_factory=dict)
     text_emb: np.ndarray | None = None
     fusion_features: tuple | None = None
+    n_select: int | None = None
+    channels: list = field(default_factory=list)
 
 
 # -- what is trained, with which settings ---------------------------------------------------------
-def fusion_channels(protocol: str, models: list[str] | None = None) -> list[str]:
-    """The collaborative channel models fusion fits first (the sequential one where order
-    matters: Protocol B, or when asked for)."""
-    from recagent.ranking.features import CF_CHANNELS
+#: collaborative channels fusion fits first (``sasrec`` only where order matters, see below)
+FUSION_CHANNELS = ("ease", "itemknn", "bpr", "rp3beta", "gfcf", "userknn", "dlae", "multivae", "sasrec")
 
+
+def fusion_channels(protocol: str, models: list[str] | None = None, channels: list[str] | None = None) -> list[str]:
+    """The collaborative channel models fusion fits first: ``channels`` or ``FUSION_CHANNELS``,
+    the sequential one only where order matters (Protocol B, or when asked for)."""
     seq = protocol.upper() == "B" or "sasrec" in (models or [])
-    return [c for c in CF_CHANNELS if c != "sasrec" or seq]
+    return [c for c in (channels or FUSION_CHANNELS) if c != "sasrec" or seq]
 
 
 def base_params(name: str, cfg: Any) -> dict:
@@ -152,7 +158,8 @@ def fit_model(name: str, cfg: Any, split: Any, tr: History, text_emb: np.ndarray
 
 
 def train(cfg: Any, ds: Any, protocol: str, models: list[str], layout: Any = None, log: Log = lambda s: None,
-          encoder: Any = None, save: bool = True, command: str = "recagent train") -> Trained:
+          encoder: Any = None, save: bool = True, command: str = "recagent train", channels: list[str] | None = None,
+          fusion_params: dict | None = None) -> Trained:
     """Fit ``models`` (and, for fusion, its channel models) on ``protocol``'s train split, and
     save each into ``layout.model(protocol, name)`` with config and data fingerprint.
 
@@ -167,6 +174,8 @@ def train(cfg: Any, ds: Any, protocol: str, models: list[str], layout: Any = Non
             one, loaded only when the embedding cache misses).
         save: write the models (eval of a throw-away config may skip it).
         command: recorded in each model's ``run.json``.
+        channels: the collaborative channels of fusion (default ``FUSION_CHANNELS``).
+        fusion_params: ``FusionRanker`` arguments over the config's (e.g. ``refit_folds``, ``loss``).
     """
     import torch
 
@@ -178,8 +187,8 @@ def train(cfg: Any, ds: Any, protocol: str, models: list[str], layout: Any = Non
     split = make_split(ds, protocol, cfg.data)
     tr = History.from_frame(split.train, split.n_users, split.n_items)
     t = Trained(protocol, split, tr)
-    need = list(dict.fromkeys([m for m in models if m != "fusion"]
-                              + (fusion_channels(protocol, models) if "fusion" in models else [])))
+    t.channels = fusion_channels(protocol, models, channels) if "fusion" in models else []
+    need = list(dict.fromkeys([m for m in models if m != "fusion"] + t.channels))
     if "content" in need or "fusion" in models:
         t0 = time.time()
         t.text_emb = text_embeddings(cfg, ds, log, encoder)
@@ -192,7 +201,7 @@ def train(cfg: Any, ds: Any, protocol: str, models: list[str], layout: Any = Non
         log(f"[{protocol}] {name}: valid ndcg@10 {t.valid[name]:.4f} ({t.timings[name]} s) {t.info[name]}")
     if "fusion" in models:
         t0 = time.time()
-        _train_fusion(cfg, t, log)
+        _train_fusion(cfg, t, log, fusion_params)
         t.timings["fusion"] = round(time.time() - t0, 1)
     if save:
         lay = layout or run_layout(cfg, ds)
@@ -202,21 +211,75 @@ def train(cfg: Any, ds: Any, protocol: str, models: list[str], layout: Any = Non
     return t
 
 
-def _train_fusion(cfg: Any, t: Trained, log: Log) -> None:
+def _train_fusion(cfg: Any, t: Trained, log: Log, fusion_params: dict | None = None) -> None:
     from recagent.ranking.fusion import FusionRanker, make_sources
 
     split, tr = t.split, t.train
-    fusion = FusionRanker(**base_params("fusion", cfg))
-    base = {k: v for k, v in t.models.items() if k in fusion_channels(t.protocol, list(t.models))}
-    src = make_sources(tr, fusion.params, base, t.text_emb, None, None, log)
+    fusion = FusionRanker(**{**base_params("fusion", cfg), **(fusion_params or {})})
+    base = {k: v for k, v in t.models.items() if k in t.channels}
+    src = make_sources(tr, {**fusion.params, "channels": list(base)}, base, t.text_emb, None, None, log)
     log("fusion: computing training features (valid targets, train-only channels) ...")
-    t.fusion_features = fusion.training_features(tr, split.valid, src=src, items=split.items)
-    fusion.fit(tr, split.valid, items=split.items, features=t.fusion_features, src=src, log=log)
+    feats = fusion.training_features(tr, split.valid, src=src, items=split.items)
+    n_valid = len(feats[0])
+    folds = int(fusion.params.get("refit_folds", 0) or 0)
+    if folds:
+        t0 = time.time()
+        extra = refit_features(t, base, folds, fusion.params["recency_days"], log)
+        feats = tuple(np.concatenate([a, b]) for a, b in zip(feats, extra))
+        del extra
+        t.timings["fusion_refit_folds"] = round(time.time() - t0, 1)
+    t.fusion_features, t.n_select = feats, n_valid
+    fusion.fit(tr, split.valid, items=split.items, features=feats, src=src, n_select=n_valid, log=log)
     fusion.info["valid_ndcg@10"] = fusion.info.get("holdout_ndcg10")
     log(f"fusion: {fusion.info}")
     t.models["fusion"] = fusion
     t.valid["fusion"] = float(fusion.info.get("holdout_ndcg10", float("nan")))
     t.info["fusion"] = {**fusion.info, "gate_base": fusion.gate_weights()}
+
+
+def refit_folds(t: Trained, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(fit rows, target rows)`` of the train frame for each of ``k`` extra target sets.
+
+    Protocol A (random split): the train interactions are cut into ``k`` random folds; fold j's
+    channels are fit on the other folds and fold j's items are the targets. Protocol B
+    (leave-one-out by time): set j's targets are each user's (j+1)-th last train interaction and
+    its channels are fit on what came before it, so the extra targets look like the test ones
+    (a next item after a history). Either way a target is never in the data its channel scores
+    come from.
+    """
+    f = t.split.train
+    n = len(f)
+    if t.protocol == "A":
+        fold = np.random.default_rng(2020).permutation(n) % k
+        return [(np.flatnonzero(fold != j), np.flatnonzero(fold == j)) for j in range(k)]
+    f = f.reset_index(drop=True)
+    keys = ["uidx", "timestamp"] + (["row"] if "row" in f else [])
+    srt = f.sort_values(keys, kind="stable")
+    pos = srt.groupby("uidx").cumcount(ascending=False).reindex(f.index).to_numpy()   # 0 = last
+    size = f.groupby("uidx")["uidx"].transform("size").to_numpy()
+    return [(np.flatnonzero(pos > j), np.flatnonzero((pos == j) & (size > j + 1))) for j in range(k)]
+
+
+def refit_features(t: Trained, models: dict, k: int, recency_days: float, log: Log = lambda s: None) -> tuple:
+    """Fusion training features of the extra target sets of :func:`refit_folds` (every channel
+    refit with the hyper-parameters and epochs chosen on validation)."""
+    from recagent.ranking.features import FeatureSources
+    from recagent.ranking.fusion import training_features
+
+    f = t.split.train.reset_index(drop=True)
+    parts = []
+    for j, (fit_rows, tgt_rows) in enumerate(refit_folds(t, k)):
+        hist = History.from_frame(f.iloc[fit_rows], t.split.n_users, t.split.n_items)
+        refit = {}
+        for name, m in models.items():
+            params = dict(m.params)
+            if "best_epoch" in m.info and "epochs" in params:
+                params["epochs"] = int(m.info["best_epoch"])
+            refit[name] = type(m)(**params).fit(hist)
+        log(f"fusion: refit fold {j + 1}/{k} ({len(tgt_rows)} targets)")
+        src = FeatureSources(refit, t.text_emb, None, None, hist.frame, recency_days, t.split.n_items)
+        parts.append(training_features(src, hist, f.iloc[tgt_rows], t.split.items))
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(5))
 
 
 def fusion_variants(cfg: Any, t: Trained, log: Log = lambda s: None) -> dict:
@@ -234,7 +297,7 @@ def fusion_variants(cfg: Any, t: Trained, log: Log = lambda s: None) -> dict:
     out = {}
     for label, chans in sets.items():
         f = FusionRanker(channels=chans, **{**base_params("fusion", cfg), "members": 1, "select": False})  # one net each
-        f.fit(t.train, t.split.valid, items=t.split.items, features=t.fusion_features, src=full.src)
+        f.fit(t.train, t.split.valid, items=t.split.items, features=t.fusion_features, src=full.src, n_select=t.n_select)
         out[label] = f
     return out
 

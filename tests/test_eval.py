@@ -22,8 +22,13 @@ def fast_cfg(cfg, tmp_path):
 def test_run_eval_all_models_and_report(tiny, fast_cfg, tmp_path):
     from recagent.eval.report import write_report
 
-    r = run_eval(fast_cfg, tiny, "B", parse_models("all"), tmp_path / "run", encoder=HashEncoder(16))
-    assert set(r.results) == {"pop", "itemknn", "ease", "bpr", "sasrec", "content", "fusion"}
+    from recagent.ranking.registry import ALL_MODEL_NAMES
+
+    assert parse_models("all") == list(ALL_MODEL_NAMES)
+    models = ["pop", "itemknn", "ease", "bpr", "sasrec", "content", "rp3beta", "fusion"]
+    r = run_eval(fast_cfg, tiny, "B", models, tmp_path / "run", encoder=HashEncoder(16),
+                 channels=["ease", "itemknn", "bpr", "sasrec", "rp3beta"])
+    assert set(r.results) == set(models)
     for res in r.results.values():
         assert 0.0 <= res["ndcg@10"] <= 1.0 and 0.0 <= res["recall@20"] <= 1.0
     assert r.best_baseline in r.results and r.best_baseline != "fusion"

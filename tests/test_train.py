@@ -135,3 +135,36 @@ def test_recommend_takes_one_model_and_the_train_hint_works(fast_cfg, tmp_path):
     r = CliRunner().invoke(cli, args[1:] + opts)                          # the hint, as a user would paste it
     assert r.exit_code == 0, r.output
     assert load_or_train(cfg, ds, "B", ["ease"], allow_train=False)
+
+
+@pytest.mark.parametrize("protocol", ["A", "B"])
+def test_refit_folds_never_target_what_the_channels_were_fit_on(fast_cfg, tmp_path, protocol):
+    from recagent.data import make_split
+    from recagent.ranking.base import History
+    from recagent.ranking.train import Trained, refit_folds
+
+    cfg, ds = custom(fast_cfg, tmp_path / "recipes")
+    split = make_split(ds, protocol)
+    t = Trained(protocol, split, History.from_frame(split.train, split.n_users, split.n_items))
+    f = split.train.reset_index(drop=True)
+    folds = refit_folds(t, 2)
+    covered = set()
+    for fit_rows, tgt_rows in folds:
+        assert len(tgt_rows) and not set(fit_rows) & set(tgt_rows)
+        covered |= set(tgt_rows)
+        if protocol == "B":                          # a target comes after everything its channels saw
+            last_fit = f.iloc[fit_rows].groupby("uidx")["timestamp"].max()
+            tg = f.iloc[tgt_rows]
+            assert (tg["timestamp"].to_numpy() >= last_fit.reindex(tg["uidx"]).to_numpy()).all()
+            assert tg["uidx"].is_unique
+    if protocol == "A":
+        assert covered == set(range(len(f)))         # every train interaction is a target once
+
+
+def test_fusion_trains_on_refit_folds_and_selects_on_valid_users_only(fast_cfg, tmp_path):
+    cfg, ds = custom(fast_cfg, tmp_path / "recipes")
+    t = train(cfg, ds, "A", ["fusion"], encoder=HashEncoder(16), save=False, channels=["ease", "itemknn"],
+              fusion_params={"refit_folds": 2, "loss": "topn", "topn": 20})
+    info = t.models["fusion"].info
+    assert info["training_users"] > info["selection_users"] == t.n_select
+    assert info["selection"]["served"] and "fusion_refit_folds" in t.timings
