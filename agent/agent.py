@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Generator, Iterator
 
 from recagent.agent.config import AgentConfig
-from recagent.agent.dialogue import Constraints, DialogueParser, SessionState
+from recagent.agent.dialogue import DialogueParser
+from recagent.agent.session import Constraints, SessionState, user_history
 from recagent.agent.explain import Evidence, Explainer, build_fact_sheets, template_sentence
 from recagent.agent.llm import LLM
 from recagent.agent.profile import ProfileSummarizer, conversation_profile
@@ -152,8 +153,8 @@ class Agent:
                 said = " or ".join(f"“{w}”" for w in missing[:3])
                 notes = [f"Nothing in the catalog mentions {said}, so these are the closest matches."] + notes
         head = self._header(session, parsed, len(cands), notes)
-        history = self.history_rows(session)
-        liked_in_log = set(self.history_rows(SessionState(user_id=session.user_id))) if session.user_id else set()
+        user = user_history(self.ds, session, s.like_threshold)
+        history, liked_in_log = user.liked, set(user.liked_in_log)
         sheets = build_fact_sheets(self.ds.catalog, [(c.item_idx, c.channel) for c in cands], history, self.evidence,
                                    self.embeddings, s.history_neighbours, liked_in_log)
         if on_ranked is not None:
@@ -237,14 +238,7 @@ class Agent:
 
     def history_rows(self, session: SessionState) -> list[int]:
         """Catalog rows the user liked: log history (known user) then this conversation's likes."""
-        idx = self.ds.item_index
-        rows: list[int] = []
-        if session.user_id is not None:
-            h = self.ds.history(session.user_id)
-            if self.ds.interactions.has_ratings:
-                h = h[h["rating"] >= self.settings.like_threshold]
-            rows = [idx[i] for i in h["item_id"]]
-        return rows + [idx[i] for i in session.likes if i in idx]
+        return user_history(self.ds, session, self.settings.like_threshold).liked
 
 
 def _has_content(text: str) -> bool:

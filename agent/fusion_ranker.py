@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from recagent.agent.dialogue import Constraints, SessionState
+from recagent.agent.session import Constraints, SessionState, allowed, user_history
 from recagent.agent.ranker import Candidate
 
 log = logging.getLogger("recagent.agent.fusion")
@@ -66,18 +66,8 @@ class FusionCandidateRanker:
 
     def _history(self, state: SessionState) -> tuple[list[int], list[int], int | None]:
         """(all history rows in time order, liked rows, the user's model index or None)."""
-        idx = self.ds.item_index
-        rows: list[int] = []
-        liked: list[int] = []
-        user = None
-        if state.user_id is not None and str(state.user_id) in self.ds.user_index:
-            user = self.ds.user_index[str(state.user_id)]
-            h = self.ds.history(str(state.user_id))
-            rows = [idx[i] for i in h["item_id"]]
-            good = h[h["rating"] >= self.like_threshold] if self.ds.interactions.has_ratings else h
-            liked = [idx[i] for i in good["item_id"]]
-        session = [idx[i] for i in state.likes if i in idx]
-        return rows + session, liked + session, user
+        h = user_history(self.ds, state, self.like_threshold)
+        return h.rows, h.liked, h.user
 
     def channel_scores(self, state: SessionState, query_text: str) -> dict[str, np.ndarray]:
         """Each fusion channel's additive share of an item's score over the whole catalog, plus
@@ -97,9 +87,7 @@ class FusionCandidateRanker:
 
     def rank(self, state: SessionState, query_text: str, k: int, exclude: set[int],
              constraints: Constraints) -> list[Candidate]:
-        ok = constraints.mask(self.ds.catalog)
-        if exclude:
-            ok[list(exclude)] = False
+        ok = allowed(self.ds.catalog, constraints, exclude)
         if not ok.any():
             return []
         history, liked, user = self._history(state)

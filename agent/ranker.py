@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from recagent.agent.dialogue import Constraints, SessionState
+from recagent.agent.session import Constraints, SessionState, allowed, user_history
 
 log = logging.getLogger("recagent.agent.ranker")
 
@@ -99,14 +99,8 @@ class SimpleRanker:
 
     def liked_rows(self, state: SessionState) -> tuple[list[int], list[int]]:
         """(history likes of a known user, likes named in this conversation) as catalog rows."""
-        idx = self.ds.item_index
-        hist: list[int] = []
-        if state.user_id is not None and str(state.user_id) in self.ds.user_index:
-            h = self.ds.history(str(state.user_id))
-            if self.ds.interactions.has_ratings:
-                h = h[h["rating"] >= self.like_threshold]
-            hist = [idx[i] for i in h["item_id"]][-100:]
-        return hist, [idx[i] for i in state.likes if i in idx]
+        h = user_history(self.ds, state, self.like_threshold)
+        return h.liked_in_log[-100:], h.liked[len(h.liked_in_log):]
 
     def channel_scores(self, state: SessionState, query_text: str) -> dict[str, np.ndarray]:
         """Each channel's weighted score over every catalog row (what ``rank`` sums; the UI's
@@ -136,9 +130,7 @@ class SimpleRanker:
         total = np.sum(list(weighted.values()), axis=0)
         if dislikes and self.emb is not None:
             total = total - 0.5 * np.clip(self.emb @ self.emb[dislikes].T, 0, None).max(axis=1)
-        ok = constraints.mask(self.ds.catalog)
-        if exclude:
-            ok[list(exclude)] = False
+        ok = allowed(self.ds.catalog, constraints, exclude)
         if not ok.any():
             return []
         total = np.where(ok, total, -np.inf)

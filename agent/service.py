@@ -100,7 +100,7 @@ def explain_for_user(cfg: Any, dataset, user_id: str, item_ids: Sequence[str], l
 
         agent = Agent(dataset, llm=llm, ranker=SimpleRanker(dataset, like_threshold=cfg.agent.like_threshold),
                       settings=cfg.agent, nouns=nouns_for(dataset, cfg.data))
-    from recagent.agent.dialogue import SessionState
+    from recagent.agent.session import SessionState
 
     history = agent.history_rows(SessionState(user_id=user_id))
     rows = [dataset.item_index[str(i)] for i in item_ids]

@@ -109,7 +109,7 @@ def _agent(ds, ranker, cfg, k=5):
 
 def simulate(train, split, ranker, cfg, args) -> dict:
     """Simulated users (known user with history, and cold start) vs the non-conversational baseline."""
-    from recagent.agent.dialogue import Constraints, SessionState
+    from recagent.agent.session import Constraints, SessionState
 
     test = split.test[split.test["rating"] >= 4]
     rows = test.sample(n=min(args.sim_users, len(test)), random_state=args.seed)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recagent.agent.dialogue import Constraints, SessionState
+from recagent.agent.session import Constraints, SessionState
 from recagent.agent.fusion_ranker import FusionCandidateRanker
 from recagent.config import load_config
 from recagent.data import make_split

@@ -10,7 +10,7 @@ import pytest
 
 from recagent.agent.agent import INJECTION_NOTE, Agent
 from recagent.agent.config import AgentConfig
-from recagent.agent.dialogue import SessionState
+from recagent.agent.session import SessionState
 try:
     from fakes import FakeLLM
 except ImportError:  # until tests/fakes.py lands
