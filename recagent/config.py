@@ -50,6 +50,21 @@ class Rule:
         bounds = (self.min, self.max, self.gt, self.lt, self.choices, self.check)
         return any(b is not None for b in bounds) or bool(self.unbounded) or bool(self.items and self.items.constrains())
 
+    def describe(self) -> str:
+        """The declared limits in a few words (``config show`` prints them after the help)."""
+        bounds = [f"{word} {b:g}" for b, word in ((self.min, ">="), (self.gt, ">"), (self.max, "<="), (self.lt, "<"))
+                  if b is not None]
+        parts = [" and ".join(bounds)] if bounds else []
+        if self.choices is not None:
+            parts.append("one of " + ", ".join(map(str, self.choices)))
+        if self.length is not None:
+            lo, hi = (self.length, self.length) if isinstance(self.length, int) else self.length
+            parts.append(f"{lo} values" if lo == hi else (f"at least {lo} value{'s' if lo != 1 else ''}" if hi is None
+                                                          else f"{lo} to {hi} values"))
+        if self.items is not None and self.items.describe():
+            parts.append("each " + self.items.describe())
+        return ", ".join(parts)
+
     def problem(self, value: Any) -> str | None:
         """What is wrong with an already type-coerced ``value`` (a phrase), or None."""
         if isinstance(value, float) and not math.isfinite(value):
@@ -273,7 +288,8 @@ class Config:
             lines.append(f"[{name}]")
             for f in dataclasses.fields(sec):
                 if comments and f.metadata.get("help"):
-                    lines.append(f"# {f.metadata['help']}")
+                    accepts = rule_of(f).describe()
+                    lines.append(f"# {f.metadata['help']}" + (f" [{accepts}]" if accepts else ""))
                 lines.append(f"{f.name} = {_toml_value(getattr(sec, f.name))}")
             lines.append("")
         return "\n".join(lines)

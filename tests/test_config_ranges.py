@@ -150,3 +150,10 @@ def test_a_custom_check_reads_like_the_others():
         _coerce(3, f, "t: demo.even")
     with pytest.raises(ConfigError, match=r"^t: demo.even: must be >= 0, got -2; default is 2.$"):
         _coerce(-2, f, "t: demo.even")
+
+
+def test_config_show_prints_each_fields_limits_after_its_help():
+    text = default_config().to_toml()
+    assert "# items recommended per turn [>= 1]\nk = 5" in text
+    assert "[3 values, each >= 0 and <= 1]\nsplit_ratios = [0.8, 0.1, 0.1]" in text
+    assert "[one of fusion, simple, auto]\nranker = " in text
