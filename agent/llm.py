@@ -124,6 +124,28 @@ class LLM:
         if errors:
             raise errors[0]
 
+    min_prefix: int = 32  # a shared prompt prefix shorter than this is not worth caching
+
+    def shared_prefix(self, ids: list[list[int]]) -> int:
+        """How many leading tokens of every prompt to serve from the backend's prefix cache: a
+        batch's common prefix (remembered: the system prompt and few-shot examples of a turn's
+        explanations), or for one prompt the longest remembered prefix it starts with; 0 = none."""
+        with _PREFIX_LOCK:
+            known: list[tuple] = self.__dict__.setdefault("_known_prefixes", [])
+            if len(ids) > 1:
+                n = common_prefix(ids)
+                if n < self.min_prefix:
+                    return 0
+                key = tuple(ids[0][:n])
+                if key in known:
+                    known.remove(key)
+                known.append(key)
+                del known[:-4]
+                return n
+            x = ids[0]
+            fits = [len(p) for p in known if self.min_prefix <= len(p) < len(x) and tuple(x[:len(p)]) == p]
+            return max(fits, default=0)
+
     def _request(self, max_new_tokens: int | None, temperature: float | None, stop) -> Request:
         return Request(max_new_tokens=int(max_new_tokens or self.max_new_tokens),
                        temperature=float(self.temperature if temperature is None else temperature),
@@ -190,6 +212,7 @@ class TextPieces:
 
 _LOADED: dict[tuple, LLM] = {}
 _LOAD_LOCK = threading.Lock()
+_PREFIX_LOCK = threading.Lock()
 
 
 def load_llm(cfg: Any) -> LLM:
@@ -214,6 +237,7 @@ def load_llm(cfg: Any) -> LLM:
             else:
                 from recagent.agent.llm_hf import HFModel as cls
             model = _LOADED[key] = cls.from_config(cfg)
+            model.generate("Hello", max_new_tokens=1)  # warm-up: the first call's one-off setup is paid at load, not in a turn
     model.max_new_tokens, model.max_seconds = cfg.agent.max_new_tokens, cfg.agent.max_seconds
     model.temperature = cfg.agent.temperature
     return model

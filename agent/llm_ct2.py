@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from recagent.agent.llm import LLM, Messages, Request, TextPieces, common_prefix
+from recagent.agent.llm import LLM, Messages, Request, TextPieces
 from recagent.errors import ModelError
 
 
@@ -42,7 +42,6 @@ class CT2Model(LLM):
         self.name = f"ct2:{os.path.basename(str(path).rstrip('/'))}"
         self.compute_type, self.threads, self.inter_threads = compute_type, threads, inter_threads
         self.max_new_tokens, self.max_seconds, self.temperature = max_new_tokens, max_seconds, temperature
-        self.min_prefix = 32  # a shared prompt prefix at least this long is cached (static prompt)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.generator = ctranslate2.Generator(path, device=device, compute_type=compute_type,
@@ -70,7 +69,7 @@ class CT2Model(LLM):
         tok = self.tokenizer
         ids = [tok(tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
                for p in prompts]
-        n = common_prefix(ids) if len(ids) > 1 else 0
+        n = self.shared_prefix(ids)  # passed as CTranslate2's cached static prompt
         pieces = TextPieces(tok, len(ids), req.on_text)
 
         def step(s) -> bool:  # called per generated token and row; True ends that row
@@ -82,7 +81,7 @@ class CT2Model(LLM):
             kw.update(sampling_topk=50, sampling_topp=0.95, sampling_temperature=req.temperature)
         else:
             kw.update(sampling_topk=1)
-        if n >= self.min_prefix:
+        if n:
             kw.update(static_prompt=tok.convert_ids_to_tokens(ids[0][:n]), cache_static_prompt=True)
             ids = [x[n:] for x in ids]
         results = self.generator.generate_batch([tok.convert_ids_to_tokens(x) for x in ids], **kw)

@@ -9,7 +9,7 @@ import os
 import threading
 from typing import Any
 
-from recagent.agent.llm import LLM, Messages, Request, TextPieces, common_prefix
+from recagent.agent.llm import LLM, Messages, Request, TextPieces
 from recagent.errors import ModelError
 
 
@@ -54,7 +54,6 @@ class HFModel(LLM):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._lock = threading.Lock()  # one generate at a time: the model object is shared
         self._prefixes: dict[tuple, Any] = {}
-        self.min_prefix = 32  # shorter shared prefixes are not worth a cache
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         # transformers 5 renamed `past_key_values` to `cache`
         self._cache_kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
@@ -88,9 +87,9 @@ class HFModel(LLM):
             kw.update(do_sample=True, temperature=req.temperature, top_p=0.95)
         else:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        n = common_prefix(ids)
+        n = self.shared_prefix(ids)
         with self._lock, torch.inference_mode():
-            if n >= self.min_prefix:
+            if n:
                 cache = self._prefix_cache(tuple(ids[0][:n]))
                 rest = [x[n:] for x in ids]
                 width = max(len(r) for r in rest)

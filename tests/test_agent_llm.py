@@ -83,6 +83,7 @@ class LLMContract:
         assert llm.generate_batch(prompts) == plain
         assert llm.generate_batch(prompts) == plain        # the stored prefix is reused unchanged
         assert llm.generate_batch(prompts[1:]) == plain[1:]
+        assert [llm.generate(p) for p in prompts] == plain  # one prompt reuses the batch's remembered prefix
 
     def test_token_and_time_budgets(self, llm):
         assert len(llm.tokenizer(llm.generate("Count", max_new_tokens=5))["input_ids"]) <= 6
