@@ -184,3 +184,35 @@ train_clip(pairs, {str(out)!r}, cfg, text_model={text_model!r}, progress=False, 
     res = train_clip(pairs, out, cfg, text_model=text_model, progress=False, resume=True)
     assert res.step == 40 and len(res.losses) == 40
     assert torch.load(out / CHECKPOINT, weights_only=True)["step"] == 40
+
+
+@pytest.mark.model
+def test_cli_trains_on_a_custom_catalog_and_search_uses_the_checkpoint(tmp_path):
+    """`recagent finetune clip` on the user's own photos (real MiniLM text tower), then
+    `recagent search --channel image` with that checkpoint."""
+    import json as _json
+
+    rng = np.random.default_rng(0)
+    rows, log = ["item_id,title,text,image_path"], ["user_id,item_id,timestamp"]
+    for i in range(24):
+        c, s = list(COLOURS)[i % 4], SHAPES[(i // 4) % 2]
+        picture(c, s, rng).save(tmp_path / f"p{i}.png")
+        rows.append(f"p{i},{c.capitalize()} {s} no. {i},A {c} {s} on white,p{i}.png")
+        log.append(f"u{i % 3},p{i},{i}")
+    (tmp_path / "items.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "log.csv").write_text("\n".join(log) + "\n")
+    env = {**os.environ, "RECAGENT_RUNS_DIR": str(tmp_path / "runs")}
+    args = ["--items", str(tmp_path / "items.csv"), "--interactions", str(tmp_path / "log.csv")]
+    p = subprocess.run([sys.executable, "-m", "recagent", "finetune", "clip", *args, "--max-steps", "3", "--batch-size", "8",
+                        "--image-size", "16", "--out", str(tmp_path / "clip"), "--json"], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    d = _json.loads(p.stdout)
+    assert d["step"] == 3 and d["pairs"] == 24 and Path(d["checkpoint"]).is_file()
+    p = subprocess.run([sys.executable, "-m", "recagent", "search", "a red ring", "--dataset", "custom",
+                        "--set", f"data.items={tmp_path / 'items.csv'}", "--set", f"data.interactions={tmp_path / 'log.csv'}",
+                        "--channel", "image", "--k", "3", "--json", "--quiet",
+                        "--set", f"models.clip_checkpoint={d['checkpoint']}"], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    hits = _json.loads(p.stdout)
+    hits = hits if isinstance(hits, list) else hits.get("hits", hits.get("results"))
+    assert len(hits) == 3 and all(h["item_id"].startswith("p") for h in hits)
