@@ -23,7 +23,7 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-MODELS = ("pop", "itemknn", "ease", "dlae", "rp3beta", "gfcf", "userknn", "slim", "bpr", "multivae", "sasrec", "content")
+MODELS = ("pop", "itemknn", "ease", "dlae", "rp3beta", "gfcf", "userknn", "bpr", "multivae", "sasrec", "content", "slim")
 #: per-model settings at scale: defaults except a fixed epoch budget for the neural models (no
 #: validation split, so no early stopping) and SASRec's sampled gBCE loss, which is what its
 #: full softmax over 20k items would need to fit in memory and time on CPU

@@ -78,7 +78,7 @@ class GFCF(Recommender):
     #: tried on validation by the training home (alpha 0 needs no SVD)
     param_grid: ClassVar[dict[str, list]] = {"alpha": [0.3, 0.6], "k": [32, 128]}
 
-    def __init__(self, alpha: float = 0.3, k: int = 256, seed: int = 2020, **kw: Any):
+    def __init__(self, alpha: float = 0.3, k: int = 128, seed: int = 2020, **kw: Any):
         super().__init__(alpha=alpha, k=k, seed=seed, **kw)
 
     def _fit(self, train: History, valid: Any, **kw: Any) -> None:

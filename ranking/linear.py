@@ -118,7 +118,7 @@ class DLAE(Recommender):
 
     name = "dlae"
     #: tried on validation by the training home (each value is a refit of about a second)
-    param_grid: ClassVar[dict[str, list]] = {"dropout": [0.1, 0.25, 0.5], "reg": [10.0, 100.0], "zero_diag": [True, False]}
+    param_grid: ClassVar[dict[str, list]] = {"dropout": [0.1, 0.33, 0.5], "reg": [10.0, 100.0, 300.0], "zero_diag": [False]}
 
     def __init__(self, dropout: float = 0.25, reg: float = 10.0, zero_diag: bool = True, max_dense_gib: float = 4.0,
                  **kw: Any):

@@ -25,8 +25,9 @@ class SyntheticSpec:
     Attributes:
         n_users: users (each gets at least ``min_per_user`` interactions).
         n_items: items.
-        n_interactions: target number of distinct (user, item) pairs (the result is within a
-            few percent).
+        n_interactions: target number of distinct (user, item) pairs; a user's repeated draws
+            are dropped, so the log falls a little short (3 % at the default shape) and more
+            when topics are small (few items per topic).
         n_topics: latent tastes shared by items and users.
         zipf: popularity exponent (item weight 1 / rank^zipf; ~0.8-1.0 on MovieLens-like data).
         main_share: share of a user's interactions drawn from the main topic.
