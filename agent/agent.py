@@ -34,6 +34,7 @@ class ReplyItem:
     channel: str = "other"
     score: float = 0.0
     reason_source: str = "template"   # 'llm' | 'llm-retry' | 'template'
+    channels: dict[str, float] = field(default_factory=dict)  # each channel's share of the score ("why this?")
 
 
 @dataclass
@@ -158,8 +159,8 @@ class Agent:
         sheets = build_fact_sheets(self.ds.catalog, [(c.item_idx, c.channel) for c in cands], history, self.evidence,
                                    self.embeddings, s.history_neighbours, liked_in_log)
         if on_ranked is not None:
-            on_ranked([ReplyItem(sh.item_id, sh.title, "", sh.year, sh.categories, c.channel, round(float(c.score), 4), "pending")
-                       for c, sh in zip(cands, sheets)])
+            on_ranked([ReplyItem(sh.item_id, sh.title, "", sh.year, sh.categories, c.channel, round(float(c.score), 4), "pending",
+                                 dict(c.parts)) for c, sh in zip(cands, sheets)])
         yield head
         request = parsed.free_text if s.request_in_prompt and parsed.free_text else None
         explanations = self.explainer.explain(sheets, request)
@@ -174,7 +175,7 @@ class Agent:
             lines.append(line)
             yield "\n" + line
             items.append(ReplyItem(sheet.item_id, sheet.title, reason, sheet.year, sheet.categories, cand.channel,
-                                   round(float(cand.score), 4), source))
+                                   round(float(cand.score), 4), source, dict(cand.parts)))
         session.shown = [it.item_id for it in items]
         session.shown_all += [i for i in session.shown if i not in session.shown_all]
         return Reply("\n".join(lines), items, session.profile, notes=notes)

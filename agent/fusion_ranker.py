@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from recagent.agent.session import Constraints, SessionState, allowed, user_history
-from recagent.agent.ranker import Candidate
+from recagent.agent.ranker import Candidate, channel_parts
 
 log = logging.getLogger("recagent.agent.fusion")
 
@@ -69,21 +69,34 @@ class FusionCandidateRanker:
         h = user_history(self.ds, state, self.like_threshold)
         return h.rows, h.liked, h.user
 
-    def channel_scores(self, state: SessionState, query_text: str) -> dict[str, np.ndarray]:
+    def channel_scores(self, state: SessionState, query_text: str, query_sim: np.ndarray | None = None
+                       ) -> dict[str, np.ndarray]:
         """Each fusion channel's additive share of an item's score over the whole catalog, plus
-        the query term (the UI's "why this?")."""
+        the query term (the UI's "why this?").
+
+        Args:
+            query_sim: the query's similarity to every item, when the caller already searched.
+        """
         history, _, user = self._history(state)
         parts = self.fusion.contributions(history, user=user)
         if query_text.strip():
-            sims = np.zeros(self.ds.n_items, np.float32)
-            for h in self.index.query_text(query_text, self.per_channel):
-                sims[self.ds.item_index[h.item_id]] = h.score
+            sims = self._query_sims(query_text)[0] if query_sim is None else query_sim
             z = (sims - sims.mean()) / max(float(sims.std()), 1e-6)
             parts["query"] = float(self.fusion.params["extra_weights"].get("query", 1.0)) * z
         # every returned item meets the constraints: rank() adds that feature to all of them
         parts["constraint"] = np.full(self.ds.n_items, float(self.fusion.params["extra_weights"].get("constraint", 1.0)),
                                       np.float32)
         return {name: v for name, v in parts.items() if np.any(v)}  # masked channels (no images, ...) add nothing
+
+    def _query_sims(self, query_text: str) -> tuple[np.ndarray, list[int]]:
+        """Similarity of the query to every item (0 outside the index's top hits), and the hits' rows."""
+        sims = np.zeros(self.ds.n_items, np.float32)
+        rows = []
+        for h in self.index.query_text(query_text, self.per_channel):
+            r = self.ds.item_index[h.item_id]
+            sims[r] = h.score
+            rows.append(r)
+        return sims, rows
 
     def rank(self, state: SessionState, query_text: str, k: int, exclude: set[int],
              constraints: Constraints) -> list[Candidate]:
@@ -95,24 +108,22 @@ class FusionCandidateRanker:
         idx = self.ds.item_index
         query_sim = np.zeros(self.ds.n_items, np.float32)
         if query_text.strip():
-            for h in self.index.query_text(query_text, self.per_channel):
-                found.setdefault(idx[h.item_id], "query")
-                query_sim[idx[h.item_id]] = h.score
+            query_sim, rows = self._query_sims(query_text)
+            for r in rows:
+                found.setdefault(r, "query")
         if liked:
             for h in self.index.query_items([self.ds.item_ids[r] for r in liked[-20:]], self.per_channel):
                 found.setdefault(idx[h.item_id], "neighbours")
-        everything = np.arange(self.ds.n_items)
-        base = self.fusion.rank(history, everything, user=user)
-        base = np.where(ok, base, -np.inf)
-        for r in np.argsort(-base, kind="stable")[: self.per_channel]:
-            if np.isfinite(base[r]):
+        # One scoring pass over the whole catalog, as the fusion model was trained (full ranking:
+        # its z-score and rank views are per user over all items); the channels' shares are the
+        # score, so "why this?" adds up to exactly what ranked the item.
+        parts = self.channel_scores(state, query_text, query_sim if query_text.strip() else None)
+        total = np.where(ok, np.sum(list(parts.values()), axis=0), -np.inf)
+        for r in np.argsort(-total, kind="stable")[: self.per_channel]:
+            if np.isfinite(total[r]):
                 found.setdefault(int(r), "cf")
         cands = np.array([r for r in found if ok[r]], dtype=np.int64)
         if len(cands) == 0:
             return []
-        extra = {"constraint": np.ones(len(cands), np.float32)}
-        if query_text.strip():
-            extra["query"] = query_sim[cands]
-        scores = self.fusion.rank(history, cands, user=user, extra_features=extra)
-        order = np.argsort(-scores, kind="stable")[:k]
-        return [Candidate(int(cands[i]), float(scores[i]), found[int(cands[i])]) for i in order]
+        order = cands[np.argsort(-total[cands], kind="stable")[:k]]
+        return [Candidate(int(r), float(total[r]), found[int(r)], channel_parts(parts, int(r))) for r in order]

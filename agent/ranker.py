@@ -21,12 +21,14 @@ log = logging.getLogger("recagent.agent.ranker")
 
 
 class Candidate(NamedTuple):
-    """One ranked item: catalog row, score (higher is better), and the channel that found it
-    ('query', 'profile', 'neighbours', 'popular', 'cf', ... see ``explain.CHANNELS``)."""
+    """One ranked item: catalog row, score (higher is better), the channel that found it
+    ('query', 'profile', 'neighbours', 'popular', 'cf', ... see ``explain.CHANNELS``) and each
+    channel's additive share of the score (the UI's "why this?"; empty when a ranker has none)."""
 
     item_idx: int
     score: float
     channel: str
+    parts: dict[str, float] = {}
 
 
 @runtime_checkable
@@ -137,4 +139,10 @@ class SimpleRanker:
         top = np.argsort(-total, kind="stable")[:k]
         names = list(weighted)
         stack = np.stack([weighted[c] for c in names])
-        return [Candidate(int(i), float(total[i]), names[int(np.argmax(stack[:, i]))]) for i in top if np.isfinite(total[i])]
+        return [Candidate(int(i), float(total[i]), names[int(np.argmax(stack[:, i]))], channel_parts(weighted, int(i)))
+                for i in top if np.isfinite(total[i])]
+
+
+def channel_parts(parts: dict[str, np.ndarray], row: int) -> dict[str, float]:
+    """One catalog row's share of each channel (rounded for display)."""
+    return {name: round(float(v[row]), 4) for name, v in parts.items()}
