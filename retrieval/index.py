@@ -32,7 +32,8 @@ from recagent.retrieval.encoders import l2_normalize
 from recagent.retrieval.filters import Filters, Hit, merge_channels
 from recagent.retrieval.integrity import Health
 from recagent.retrieval.store import (chroma_errors, collection_name, describe_error, forget_client, http_client,
-                                      is_chroma_error, missing_embeddings, persistent_client, stored_hashes)
+                                      filter_table, is_chroma_error, missing_embeddings, persistent_client,
+                                      stored_hashes)
 
 log = logging.getLogger("recagent.retrieval")
 
@@ -195,7 +196,7 @@ class ItemIndex:
                 report = self._build_locked(source, progress, say)
             report.lock_wait_s = waited
             if self.folder is not None:
-                self._write_fingerprint(source)
+                integrity.write_fingerprint(self.folder, source, self.dataset)
             self._health, self._checked_source = Health("ok"), source
         report.seconds = time.perf_counter() - t0
         for ch, c in report.channels.items():
@@ -406,64 +407,18 @@ class ItemIndex:
             return Health("damaged", problem)
         rec = integrity.read_record(self.folder)
         try:
-            return self._check_store(rec, source)
+            cols = {ch: self._collection(ch, create=False) for ch in CHANNELS}
+            return integrity.check_store(self.folder, cols, rec, source, self.dataset, self._text_encoder_name())
         except Exception as exc:  # noqa: BLE001 - only Chroma's own errors are caught
             if not is_chroma_error(exc):
                 raise
             return Health("damaged", describe_error(exc))
 
-    def _check_store(self, rec: dict | None, source) -> Health:
-        cols = {ch: self._collection(ch, create=False) for ch in CHANNELS}
-        if rec is None and all(c is None for c in cols.values()):
-            return Health("empty", "never built")
-        catalog = getattr(source, "catalog", source)
-        of = f" of {len(catalog)}" if catalog is not None else ""
-        if rec is None or not rec.get("complete"):
-            n = cols["text"].count() if cols["text"] is not None else 0
-            why = ("a build stopped before it finished" if rec is not None else
-                   "it has no record of a finished build (interrupted, or built by an older recagent)")
-            return Health("incomplete", f"{why} ({n}{of} items stored)")
-        for ch, info in rec.get("channels", {}).items():
-            col = cols.get(ch)
-            if col is None:
-                return Health("incomplete", f"channel '{ch}' is missing")
-            n = col.count()
-            if n != info.get("count"):
-                return Health("incomplete", f"channel '{ch}' holds {n}{of} items, the last build stored {info.get('count')}")
-            problem = integrity.probe_problem(col, info.get("probe") or {})
-            if problem:
-                return Health("damaged", f"channel '{ch}': {problem}")
-        if source is not None:
-            from recagent.runs import is_current
-
-            if not is_current(self.folder, self._fingerprint_source(source), parts=("catalog",)):
-                return Health("stale", "the catalog changed since it was built")
-            built, now = rec.get("channels", {}).get("text", {}).get("encoder"), self._text_encoder_name()
-            if now and built != now:
-                return Health("stale", f"it was embedded with {built}, the text encoder is now {now}")
-        return Health("ok")
-
     def _message(self, h: Health) -> str:
-        if h.state == "damaged":
-            return f"index {self.location} is damaged ({h.detail}); repair it: `{self._command(rebuild=True)}`."
-        if h.state == "stale":
-            return f"index {self.location} is out of date ({h.detail}); update it: `{self._command()}`."
-        if h.state == "incomplete":
-            return f"index {self.location} is incomplete ({h.detail}); finish it: `{self._command()}`."
-        return f"index {self.location} is not built; run `{self._command()}`."
+        return integrity.message(h, self.location, self._command(), self._command(rebuild=True))
 
     def _command(self, rebuild: bool = False) -> str:
-        """The command that builds (or rebuilds) this index."""
-        from recagent.data.builtin import BUILTIN
-
-        cmd = "recagent index build" + (" --rebuild" if rebuild else "")
-        if self.dataset in BUILTIN:
-            return f"{cmd} --dataset {self.dataset}"
-        data = getattr(self.cfg, "data", None)
-        items, inter = getattr(data, "items", ""), getattr(data, "interactions", "")
-        if items and inter:
-            return f"{cmd} --dataset custom --set data.items={items} --set data.interactions={inter}"
-        return f"{cmd} --dataset {self.dataset}"
+        return integrity.build_command(self.dataset, self.cfg, rebuild)
 
     def _lock(self, shared: bool = False, log_fn: Callable[[str], None] | None = None):
         from contextlib import nullcontext
@@ -490,20 +445,6 @@ class ItemIndex:
         shutil.rmtree(self.folder, ignore_errors=True)
         if recreate:
             self.client = persistent_client(self.folder)
-
-    def _fingerprint_source(self, source):
-        if hasattr(source, "catalog") and hasattr(source, "n_items"):
-            return source
-        from types import SimpleNamespace
-
-        from recagent.data.builtin import BUILTIN
-
-        return SimpleNamespace(name=self.dataset, builtin=self.dataset in BUILTIN, catalog=source, n_items=len(source))
-
-    def _write_fingerprint(self, source) -> None:
-        from recagent.runs import write_fingerprint
-
-        write_fingerprint(self.folder, self._fingerprint_source(source), parts=("catalog",))
 
     def _text_encoder_name(self) -> str:
         if self._text is not _UNSET:
@@ -580,20 +521,9 @@ class ItemIndex:
         """Item id -> (categories, year) of a channel, cached; reloaded after a build in this
         process or after ``_META_TTL_S`` (another process may have rebuilt the index)."""
         cached = self._meta.get(channel)
-        if cached is not None and time.monotonic() - cached[0] < _META_TTL_S:
-            return cached[1]
-        table: dict[str, tuple[frozenset, int | None]] = {}
-        offset, page = 0, 5000
-        while True:
-            got = col.get(include=["metadatas"], limit=page, offset=offset)
-            for i, m in zip(got["ids"], got["metadatas"]):
-                m = m or {}
-                table[i] = (frozenset(m.get("categories") or ()), m.get("year"))
-            if len(got["ids"]) < page:
-                break
-            offset += page
-        self._meta[channel] = (time.monotonic(), table)
-        return table
+        if cached is None or time.monotonic() - cached[0] >= _META_TTL_S:
+            cached = self._meta[channel] = (time.monotonic(), filter_table(col))
+        return cached[1]
 
 
 def _channels(channels: str | Sequence[str]) -> list[str]:

@@ -143,3 +143,87 @@ def probe_ids(ids: Sequence[str], n: int = PROBES) -> list[str]:
         return list(ids)
     picks = np.linspace(0, len(ids) - 1, n).round().astype(int)
     return [ids[i] for i in dict.fromkeys(picks.tolist())]
+
+
+def check_store(folder: Path, cols: dict[str, Any], rec: dict | None, source, key: str, encoder_name: str) -> Health:
+    """The health of an opened store: record, counts, probes and (with ``source``) freshness.
+
+    Args:
+        folder: the index folder (holds the record and ``data.json``).
+        cols: channel -> collection (None when absent).
+        rec: the build record (None when missing).
+        source: the ``Dataset``/``Catalog`` in use, or None to skip the freshness checks.
+        key: the data set's run-folder key.
+        encoder_name: the configured text encoder's name ("" to skip that check).
+    """
+    if rec is None and all(c is None for c in cols.values()):
+        return Health("empty", "never built")
+    catalog = getattr(source, "catalog", source)
+    of = f" of {len(catalog)}" if catalog is not None else ""
+    if rec is None or not rec.get("complete"):
+        n = cols["text"].count() if cols.get("text") is not None else 0
+        why = ("a build stopped before it finished" if rec is not None else
+               "it has no record of a finished build (interrupted, or built by an older recagent)")
+        return Health("incomplete", f"{why} ({n}{of} items stored)")
+    for ch, info in rec.get("channels", {}).items():
+        col = cols.get(ch)
+        if col is None:
+            return Health("incomplete", f"channel '{ch}' is missing")
+        n = col.count()  # ~15 ms at 100k items, once per process
+        if n != info.get("count"):
+            return Health("incomplete", f"channel '{ch}' holds {n}{of} items, the last build stored {info.get('count')}")
+        problem = probe_problem(col, info.get("probe") or {})
+        if problem:
+            return Health("damaged", f"channel '{ch}': {problem}")
+    if source is not None:
+        from recagent.runs import is_current
+
+        if not is_current(folder, fingerprint_source(source, key), parts=("catalog",)):
+            return Health("stale", "the catalog changed since it was built")
+        built = rec.get("channels", {}).get("text", {}).get("encoder")
+        if encoder_name and built != encoder_name:
+            return Health("stale", f"it was embedded with {built}, the text encoder is now {encoder_name}")
+    return Health("ok")
+
+
+def message(h: Health, location: str, build: str, rebuild: str) -> str:
+    """The one-line error for an index that cannot be used as it is, ending with the fix."""
+    if h.state == "damaged":
+        return f"index {location} is damaged ({h.detail}); repair it: `{rebuild}`."
+    if h.state == "stale":
+        return f"index {location} is out of date ({h.detail}); update it: `{build}`."
+    if h.state == "incomplete":
+        return f"index {location} is incomplete ({h.detail}); finish it: `{build}`."
+    return f"index {location} is not built; run `{build}`."
+
+
+def build_command(key: str, cfg: Any, rebuild: bool = False) -> str:
+    """The command that builds (or rebuilds) the index of data set ``key``."""
+    from recagent.data.builtin import BUILTIN
+
+    cmd = "recagent index build" + (" --rebuild" if rebuild else "")
+    if key in BUILTIN:
+        return f"{cmd} --dataset {key}"
+    data = getattr(cfg, "data", None)
+    items, inter = getattr(data, "items", ""), getattr(data, "interactions", "")
+    if items and inter:
+        return f"{cmd} --dataset custom --set data.items={items} --set data.interactions={inter}"
+    return f"{cmd} --dataset {key}"
+
+
+def fingerprint_source(source, key: str):
+    """What ``recagent.runs`` fingerprints: the ``Dataset``, or a stand-in around a bare ``Catalog``."""
+    if hasattr(source, "catalog") and hasattr(source, "n_items"):
+        return source
+    from types import SimpleNamespace
+
+    from recagent.data.builtin import BUILTIN
+
+    return SimpleNamespace(name=key, builtin=key in BUILTIN, catalog=source, n_items=len(source))
+
+
+def write_fingerprint(folder: Path, source, key: str) -> None:
+    """Save the catalog's fingerprint (``data.json``) beside the index."""
+    from recagent.runs import write_fingerprint as write
+
+    write(folder, fingerprint_source(source, key), parts=("catalog",))

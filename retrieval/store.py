@@ -173,3 +173,17 @@ def http_client(url: str):
         raise IndexError_(f"retrieval.chroma_url: cannot reach Chroma at {url} ({type(exc).__name__}); start it with "
                           f"`chroma run --host 127.0.0.1 --port {port} --path DIR` or leave chroma_url empty.") from None
     return client
+
+
+def filter_table(col, page: int = _PAGE) -> dict[str, tuple[frozenset, int | None]]:
+    """Item id -> (categories, year) of every item in a collection (what post-filtering reads)."""
+    table: dict[str, tuple[frozenset, int | None]] = {}
+    offset = 0
+    while True:
+        got = col.get(include=["metadatas"], limit=page, offset=offset)
+        for i, m in zip(got["ids"], got["metadatas"]):
+            m = m or {}
+            table[i] = (frozenset(m.get("categories") or ()), m.get("year"))
+        if len(got["ids"]) < page:
+            return table
+        offset += page
