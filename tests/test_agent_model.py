@@ -30,6 +30,8 @@ def test_real_llm_end_to_end_known_user(cfg, ml100k):
         assert agent.verifier.unknown_quoted(it.reason) == []             # no invented (quoted) titles
         assert set(agent.verifier.named_items(it.reason)) <= allowed      # only the items and the user's history
         assert strip_unknown_titles(it.reason, agent.verifier, allowed) == " ".join(it.reason.split())
+    # the LLM really wrote something: not every reason may fall back to a template
+    assert any(it.reason_source in ("llm", "llm-retry") for it in r.items), [it.reason_source for it in r.items]
     out = explain_for_user(c, ml100k, "196", [r.items[0].item_id], agent=agent)
     assert out[0]["item_id"] == r.items[0].item_id and out[0]["reason"]
 
