@@ -248,7 +248,8 @@ def _warn_formulas(raw: pd.DataFrame, columns: list[str], path: Path, report: Re
         _report_rows(
             report, path, np.flatnonzero(bad.to_numpy()), c,
             lambda r: f"'{_clip(text.iat[r])}' looks like a spreadsheet formula",
-            "check the value (recagent writes it with a leading ' so spreadsheets show it as text).", errors=False,
+            "a spreadsheet that opens the file may run it; check the value (recagent writes such cells with a "
+            "leading ' so spreadsheets show them as text).", errors=False,
         )
 
 
@@ -399,8 +400,8 @@ def _check_timestamps(txt: pd.Series, path: Path, column: str, report: Report) -
     _report_rows(
         report, path, np.flatnonzero(out_of_range.to_numpy()), column,
         lambda r: f"{txt.iat[r]} is outside 1900-2200 (Unix seconds {TS_MIN:.0f} to {TS_MAX:.0f})"
-        + (" and looks like milliseconds" if TS_MIN * 1000 <= ts.iat[r] <= TS_MAX * 1000 else ""),
-        "give Unix seconds (divide milliseconds by 1000) or an ISO 8601 date (2024-05-01T12:00:00).",
+        + (" and looks like milliseconds (divide by 1000)" if TS_MIN * 1000 <= ts.iat[r] <= TS_MAX * 1000 else ""),
+        "give Unix seconds or an ISO 8601 date (2024-05-01T12:00:00).",
     )
     return ts
 

@@ -2,9 +2,10 @@
 
 Formats by suffix: ``.csv``, ``.tsv``/``.txt``, ``.parquet``, ``.jsonl``/``.ndjson``/``.json``,
 and RecBole atomic files (``.item``, ``.inter``, ``.user``: tab-separated, ``name:type`` headers);
-anything else is an "unsupported format" error. CSV and TSV go through Python's ``csv`` module
-with every row's field count checked against the header: pandas would take a row with one
-extra field as an index column and shift every value one column to the right, silently.
+anything else is an "unsupported format" error. Before pandas parses a CSV or TSV file, every
+row's field count is checked against the header: pandas would take a row with one extra field
+(an unquoted comma in a title, a trailing comma) as an index column and shift every value one
+column to the right, silently.
 
 Spreadsheet formulas: a cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
 return may be run by a spreadsheet that opens the file (OWASP "CSV injection"). ``escape_cell``
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
 
 TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".item": "\t", ".inter": "\t", ".user": "\t"}
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -50,7 +50,7 @@ def read_table(path: Path, errors: list[str], encoding: str) -> pd.DataFrame | N
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
         errors.append(f"unsupported format: {path}; use CSV, TSV, Parquet, JSONL or RecBole atomic files "
-                             f"({', '.join(SUPPORTED)}).")
+                      f"({', '.join(SUPPORTED)}).")
         return None
     if not path.is_file():  # a FIFO, socket or device: opening it may block forever
         errors.append(f"{path.name}: not a regular file (a pipe or device); save the table to a file and give its path.")
