@@ -63,17 +63,20 @@ def part_train(cfg, ckpt_dir: Path, log) -> dict:
         if m["step"] >= m["total_steps"]:
             out = {"reused": True, "step": m["step"], "pairs": m["pairs"], "config": m["config"],
                    "loss_first": m["losses"][0], "loss_last": m["losses"][-1]}
-            out.update(m.get("timing", {}))
+            run = ckpt_dir / "run.json"
+            if run.is_file():
+                r = json.loads(run.read_text())
+                out.update({k: r[k] for k in ("seconds", "cpu_seconds", "caption", "split", "time") if k in r})
             return out
     t0, c0 = time.perf_counter(), time.process_time()
     res = train_catalog_clip(cfg, "fashion-mnist", ClipTrainConfig(), out_dir=ckpt_dir, split="train", resume=True,
-                             progress=True, log_fn=log)
+                             caption="text", progress=True, log_fn=log)
     res.update(wall_s=round(time.perf_counter() - t0, 1), cpu_s=round(time.process_time() - c0, 1), load_avg_end=_load_avg())
     return res
 
 
-def part_zeroshot(enc, ds, log) -> tuple[dict, np.ndarray]:
-    from recagent.finetune.clip_train import caption_of
+def part_zeroshot(enc, ds, log, caption: str = "text") -> tuple[dict, np.ndarray]:
+    from recagent.finetune.clip_train import caption_text
 
     items = ds.catalog.items
     test = items[items["split"] == "test"].reset_index(drop=True)
@@ -82,14 +85,15 @@ def part_zeroshot(enc, ds, log) -> tuple[dict, np.ndarray]:
     secs = time.perf_counter() - t0
     log(f"embedded {len(test)} held-out images in {secs:.1f} s")
     labels = np.array([CATEGORIES.index(c) for c in test["class"]])
-    out = {"held_out_images": len(test), "image_embed_per_s": round(len(test) / secs, 1), "image_embed_batch": 256}
+    out = {"held_out_images": len(test), "image_embed_per_s": round(len(test) / secs, 1), "image_embed_batch": 256,
+           "caption": caption}
     for name, tmpl in (("name", "{}"), ("a_photo_of", "a photo of a {}")):
         txt = enc.embed_texts([tmpl.format(c if c != "T-shirt" else "T-shirt") for c in CATEGORIES])
         pred = (img @ txt.T).argmax(1)
         out[f"zero_shot_accuracy[{name}]"] = round(float((pred == labels).mean()), 4)
         if name == "name":
             out["per_class_accuracy"] = {c: round(float((pred[labels == k] == k).mean()), 3) for k, c in enumerate(CATEGORIES)}
-    caps = enc.embed_texts([caption_of(t, x) for t, x in zip(test["title"], test["text"])], batch_size=256)
+    caps = _embed_unique(enc, [caption_text(t, x, caption) for t, x in zip(test["title"], test["text"])])
     for pool in (len(test), 1000):
         sims = caps[:pool] @ img[:pool].T
         own = np.diag(sims)
@@ -134,7 +138,7 @@ def part_index(cfg, enc, ds, test_img: np.ndarray | None, work: Path, n_queries:
     import chromadb
     from chromadb.config import Settings
 
-    from recagent.finetune.clip_train import caption_of
+    from recagent.finetune.clip_train import caption_text
     from recagent.retrieval import ItemIndex
 
     items = ds.catalog.items
@@ -160,7 +164,7 @@ def part_index(cfg, enc, ds, test_img: np.ndarray | None, work: Path, n_queries:
     index = ItemIndex(client, "fashion-mnist", s, text_encoder=None, clip_encoder=enc)
     rng = np.random.default_rng(0)
     q_items = rng.choice(len(ids), n_queries, replace=False)
-    texts = enc.embed_texts([caption_of(items["title"][i], items["text"][i]) for i in q_items])
+    texts = _embed_unique(enc, [caption_text(items["title"][i], items["text"][i], "text") for i in q_items])
     out = {"items": len(ids), "dim": int(emb.shape[1]), "embed_s": round(embed_s, 1),
            "image_embed_per_s": round(len(ids) / embed_s, 1), "insert_s": round(insert_s, 1),
            "build_s": round(embed_s + insert_s, 1), "hnsw": {"m": s.hnsw_m, "ef_construction": s.hnsw_ef_construction,
@@ -209,14 +213,19 @@ def part_fusion(cfg, enc, ds70, work: Path, n_items: int, n_users: int, log) -> 
         d.mkdir(parents=True, exist_ok=True)
         test.to_csv(d / "items.csv", index=False)
         inter.to_csv(d / "interactions.csv", index=False)
-        ds = load_files(d / "items.csv", d / "interactions.csv", opts=ReadOptions(check_images=False), name=f"synthetic-{scenario}")
+        from dataclasses import fields
+
+        opt = {"check_images": False}
+        if "allow_outside_images" in {f.name for f in fields(ReadOptions)}:
+            opt["allow_outside_images"] = True  # the photos stay in the built-in catalog's cache folder
+        ds = load_files(d / "items.csv", d / "interactions.csv", opts=ReadOptions(**opt), name=f"synthetic-{scenario}")
         cat = ds.catalog.items
         order = [ds.item_index[i] for i in cat["item_id"]]  # catalog row -> dense item index
         n = ds.n_items
         text_emb = np.zeros((n, text_enc.dim), np.float32)
         has_text = (cat["text"] != "").to_numpy()
         if img_all is None:
-            t_emb = text_enc.embed_texts([ds.catalog.describe(i) for i in range(len(cat))])
+            t_emb = _cached_text_emb(text_enc, [ds.catalog.describe(i) for i in range(len(cat))], work)
             img_rows = [i for i in range(len(cat)) if isinstance(cat["image_path"][i], str)]
             i_emb = enc.embed_images([cat["image_path"][i] for i in img_rows], batch_size=256)
             img_all = (t_emb, img_rows, i_emb)
@@ -275,6 +284,26 @@ def part_fusion(cfg, enc, ds70, work: Path, n_items: int, n_users: int, log) -> 
                            ("with_images_30pct_removed_at_test", "without_images"))}
         results[scenario] = {"w_image": w_image, "users": int(len(users_t)), "ndcg": res, "paired_bootstrap_95": ci}
     return results
+
+
+def _cached_text_emb(enc, texts: list[str], work: Path) -> np.ndarray:
+    import hashlib
+
+    key = hashlib.blake2b(("\x1e".join([enc.name, *texts])).encode(), digest_size=8).hexdigest()
+    path = work / f"text-emb-{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    emb = enc.embed_texts(texts)
+    np.save(path, emb)
+    return emb
+
+
+def _embed_unique(enc, texts: list[str]) -> np.ndarray:
+    """CLIP text embeddings, each distinct text encoded once."""
+    uniq = sorted(set(texts))
+    emb = enc.embed_texts(uniq, batch_size=256)
+    pos = {t: i for i, t in enumerate(uniq)}
+    return emb[[pos[t] for t in texts]]
 
 
 def main(argv: list[str] | None = None) -> None:
