@@ -6,6 +6,10 @@ Prints one JSON object. Parts:
   throughput vs ``ItemIndex.build`` throughput (same run, same batch size), recall@10 of the
   index against numpy brute force (every item as a query, itself included), p50/p95 latency
   with and without a category + year filter.
+* ``ml100k.open``: what a fresh process pays to open the built index once (lock, HNSW file-size
+  check, client, then ``health(dataset)``: build record, counts, 8-item self-query probe, catalog
+  fingerprint) and its first queries, beside the same first query on a bare Chroma client.
+* ``open_random``: the same checks on N random vectors (the estimate at 100k items).
 * ``random``: N random 384-d unit vectors (N = 100,000; 20,000 with ``--quick``) in a
   collection with the index's HNSW settings: insert rate, recall@10 (unfiltered and filtered)
   for ef_search in a sweep, p50/p95 latency, on-disk bytes and resident memory per 100k vectors.
@@ -107,7 +111,11 @@ def bench_ml100k(cfg, work: Path, n_queries: int) -> dict:
     enc.embed_texts(["space adventure with robots"])
     q_embed_ms = (time.perf_counter() - t) * 1000
     n = len(cat)
-    return {
+    opens: dict[str, list[dict]] = {"checked": [], "bare": []}
+    for _ in range(5):  # alternate, so both see the same machine load
+        for mode in opens:
+            opens[mode].append(_fresh(["--_open", str(work), mode] + [f"--set={o}" for o in _overrides]))
+    return {"open": {mode: _median_rows(rows) for mode, rows in opens.items()},
         "items": n, "encoder": enc.name, "max_raw_diff": float(np.abs(raw - base).max()),
         "raw_encoder_items_per_s": round(n / raw_s, 1), "build_items_per_s": round(n / build_s, 1),
         "build_vs_raw": round(raw_s / build_s, 3), "build_s": round(build_s, 2), "embedded": report.embedded,
@@ -200,10 +208,140 @@ def _query_random(folder: str, n: int, n_queries: int) -> dict:
     return row
 
 
+_overrides: list[str] = []  # the --set values, passed on to the fresh processes
+
+
+def _fresh(args: list[str]) -> dict:
+    import subprocess
+
+    res = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _median_rows(rows: list[dict]) -> dict:
+    return {k: round(float(np.median([r[k] for r in rows])), 3) for k in rows[0]} | {"runs": len(rows)}
+
+
+def _open_ml100k(work: str, mode: str, overrides: list[str]) -> dict:
+    """In a fresh process: open the ML-100K index built under ``work`` and run a first query,
+    ``checked`` (ItemIndex.open + health, as every command does) or ``bare`` (a plain Chroma
+    client, what a process paid before the checks). Both pay Chroma's own first-access load."""
+    t_all = time.perf_counter()
+    from recagent.config import load_config
+    from recagent.data import load_dataset
+    from recagent.retrieval import HashEncoder
+    from recagent.runs import layout
+
+    cfg = load_config(overrides=overrides).replace("paths", runs_dir=work)
+    ds = load_dataset(cfg, "ml-100k")
+    ds.catalog.fingerprint  # noqa: B018 - the loaded data set computes it once anyway (saved models check it)
+    folder = layout(cfg, ds).index
+    q = HashEncoder(384).embed_texts(["space adventure with robots"])[0]  # the encoder is not what is timed
+    row: dict = {"setup_ms": (time.perf_counter() - t_all) * 1000}
+    t0 = time.perf_counter()
+    if mode == "checked":
+        from recagent.retrieval import ItemIndex
+
+        index = ItemIndex.open(cfg, ds, text_encoder=None, clip_encoder=None)
+        row["open_ms"] = (time.perf_counter() - t0) * 1000
+        t = time.perf_counter()
+        h = index.health(ds)
+        row["health_ms"] = (time.perf_counter() - t) * 1000
+        assert h.ok, h
+        query = lambda: index.query_vector(q, 10)  # noqa: E731
+    else:
+        import chromadb
+        from chromadb.config import Settings
+
+        from recagent.retrieval.store import collection_name
+
+        c = chromadb.PersistentClient(path=str(folder), settings=Settings(anonymized_telemetry=False))
+        col = c.get_collection(collection_name("ml-100k", "text"), embedding_function=None)
+        query = lambda: col.query(query_embeddings=q[None, :], n_results=10, include=["distances"])  # noqa: E731
+    t = time.perf_counter()
+    query()
+    row["first_query_ms"] = (time.perf_counter() - t) * 1000
+    row["to_first_result_ms"] = (time.perf_counter() - t0) * 1000
+    lat = []
+    for _ in range(50):
+        t = time.perf_counter()
+        query()
+        lat.append(time.perf_counter() - t)
+    row["query_p50_ms"] = float(np.median(lat)) * 1000
+    return row
+
+
+def bench_open_random(work: Path, n: int, dim: int = 384) -> dict:
+    """The open checks on ``n`` random vectors: HNSW file sizes, count, probe; plus the catalog
+    fingerprint of an ``n``-item synthetic catalog (each in a fresh process where it matters)."""
+    import chromadb
+    import pandas as pd
+    from chromadb.config import Settings
+
+    from recagent.data import Catalog
+    from recagent.retrieval import integrity
+    from recagent.retrieval.store import collection_name
+
+    base, _, metas = _random_data(n, 1, dim)
+    folder = work / "open-random" / "index"
+    client = chromadb.PersistentClient(path=str(folder), settings=Settings(anonymized_telemetry=False))
+    col = client.create_collection(collection_name("random", "text"), embedding_function=None,
+                                   configuration={"hnsw": {"space": "cosine"}})
+    step = min(5000, client.get_max_batch_size())
+    for a in range(0, n, step):
+        col.add(ids=[str(i) for i in range(a, min(n, a + step))], embeddings=base[a:a + step], metadatas=metas[a:a + step])
+    ids = [str(i) for i in range(n)]
+    integrity.write_record(folder, {"text": {"count": n, "encoder": "random",
+                                             "probe": integrity.probe_of(col, integrity.probe_ids(ids))}})
+    del client, col
+    items = pd.DataFrame({"item_id": ids, "title": [f"Item {i}" for i in range(n)],
+                          "text": [f"some description of item {i}" for i in range(n)],
+                          "categories": [[f"c{i % 10}"] for i in range(n)], "year": pd.array([1950 + i % 70 for i in range(n)], dtype="Int64"),
+                          "image_path": [None] * n})
+    t = time.perf_counter()
+    Catalog(items).fingerprint  # noqa: B018
+    fp_ms = (time.perf_counter() - t) * 1000
+    rows = [_fresh(["--_open-random", str(folder)]) for _ in range(3)]
+    return {"items": n, "catalog_fingerprint_ms": round(fp_ms, 1), **_median_rows(rows)}
+
+
+def _open_random(folder: str) -> dict:
+    import chromadb
+    from chromadb.config import Settings
+
+    from recagent.retrieval import integrity
+    from recagent.retrieval.store import collection_name
+
+    row = {}
+    t = time.perf_counter()
+    integrity.segment_problem(Path(folder))
+    row["segment_check_ms"] = (time.perf_counter() - t) * 1000
+    rec = integrity.read_record(Path(folder))
+    client = chromadb.PersistentClient(path=folder, settings=Settings(anonymized_telemetry=False))
+    col = client.get_collection(collection_name("random", "text"), embedding_function=None)
+    t = time.perf_counter()
+    col.query(query_embeddings=np.ones((1, 384), np.float32), n_results=1, include=[])
+    row["load_first_query_ms"] = (time.perf_counter() - t) * 1000  # paid by any first query, checked or not
+    t = time.perf_counter()
+    col.count()
+    row["count_ms"] = (time.perf_counter() - t) * 1000
+    t = time.perf_counter()
+    problem = integrity.probe_problem(col, rec["channels"]["text"]["probe"])
+    row["probe_ms"] = (time.perf_counter() - t) * 1000
+    assert problem is None, problem
+    return row
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--_query"]:  # internal: the query phase of bench_random, in a fresh process
         print(json.dumps(_query_random(argv[1], int(argv[2]), int(argv[3]))))
+        return
+    if argv[:1] == ["--_open"]:  # internal: opening the ML-100K index in a fresh process
+        print(json.dumps(_open_ml100k(argv[1], argv[2], [a.split("=", 1)[1] for a in argv[3:]])))
+        return
+    if argv[:1] == ["--_open-random"]:
+        print(json.dumps(_open_random(argv[1])))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="20k random vectors instead of 100k")
@@ -212,6 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ef", default="", help="comma-separated ef_search sweep (default: the config's value)")
     ap.add_argument("--skip-ml100k", action="store_true")
     ap.add_argument("--skip-random", action="store_true")
+    ap.add_argument("--open-only", action="store_true", help="only the open/verify cost (ml100k + --n random items)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override section.key=value")
     args = ap.parse_args(argv)
 
@@ -221,6 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     from recagent.config import load_config
 
     cfg = load_config(overrides=args.overrides)
+    _overrides[:] = args.overrides
     n = args.n or (20_000 if args.quick else 100_000)
     efs = [int(x) for x in args.ef.split(",") if x] or [cfg.retrieval.hnsw_ef_search]
     work = Path(tempfile.mkdtemp(prefix="recagent-bench-"))
@@ -232,6 +372,9 @@ def main(argv: list[str] | None = None) -> None:
             out["ml100k"] = bench_ml100k(cfg, work, args.queries)
             print(json.dumps({"partial": out}), file=sys.stderr, flush=True)
         if not args.skip_random:
+            out["open_random"] = bench_open_random(work, n)
+            print(json.dumps({"partial": out}), file=sys.stderr, flush=True)
+        if not args.skip_random and not args.open_only:
             out["random"] = bench_random(cfg, work, n, args.queries, efs)
     finally:
         shutil.rmtree(work, ignore_errors=True)

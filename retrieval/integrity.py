@@ -130,9 +130,10 @@ def probe_problem(col, probe: dict[str, Any]) -> str | None:
             return f"item {i} has no embedding"
         if not np.allclose(np.asarray(e, dtype=np.float32), v, atol=1e-5):
             return f"the stored embedding of item {i} changed"
-    res = col.query(query_embeddings=want, n_results=1, include=["distances"])
-    for i, d in zip(ids, res["distances"]):
-        if not d or d[0] > _PROBE_DIST:
+    # top 10, not top 1: at a low ef_search HNSW may rank a near-twin first; a damaged graph loses the item
+    res = col.query(query_embeddings=want, n_results=10, include=["distances"])
+    for i, found, d in zip(ids, res["ids"], res["distances"]):
+        if i not in found and (not d or d[0] > _PROBE_DIST):
             return f"a search with item {i}'s own embedding does not find it (nearest at distance {d[0] if d else 'none'})"
     return None
 
