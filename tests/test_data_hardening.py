@@ -264,3 +264,11 @@ def test_load_raises_the_ragged_row_error(tmp_path):
 
 def test_read_options_default_still_checks_images(tmp_path):
     assert ReadOptions().check_images
+
+
+def test_many_ragged_rows_list_five_then_a_count(tmp_path):
+    log = "user_id,item_id,timestamp\n" + "".join(f"u1,a,{100 + k},\n" for k in range(8))
+    r = check(tmp_path, log=log)
+    assert len(r.errors) == 6 and r.errors[4].startswith("log.csv row 5:")
+    assert r.errors[5] == ("log.csv: 3 more rows with more fields than the header; give every row one value per column "
+                           "(quote values that contain ',').")

@@ -244,7 +244,8 @@ def _warn_formulas(raw: pd.DataFrame, columns: list[str], path: Path, report: Re
         candidate = text.str.startswith(("=", "+", "-", "@"))
         if not candidate.any():
             continue
-        bad = candidate & text.map(looks_like_formula)
+        bad = candidate.copy()
+        bad[candidate] = text[candidate].map(looks_like_formula).astype(bool)
         _report_rows(
             report, path, np.flatnonzero(bad.to_numpy()), c,
             lambda r: f"'{_clip(text.iat[r])}' looks like a spreadsheet formula",

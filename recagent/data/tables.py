@@ -173,7 +173,7 @@ def _read_delimited(path: Path, text: str, sep: str, errors: list[str]) -> pd.Da
                               f"(e.g. \"a{sep} b\").")
         if len(too_long) > MAX_ROWS_LISTED:
             errors.append(f"{path.name}: {len(too_long) - MAX_ROWS_LISTED} more rows with more fields than the header; "
-                          f"quote values that contain {sep_name}.")
+                          f"give every row one value per column (quote values that contain {sep_name}).")
         return None
     # index_col=False: never take a first column as the index (the silent shift this module prevents)
     try:
