@@ -59,9 +59,7 @@ def test_api_flow_start_chat_like_remove(server, ml100k):
 def test_api_sessions_are_separate_and_errors_are_messages(server):
     from gradio_client.exceptions import AppError
 
-    a, b = _client(server.url), _client(server.url)
-    a.predict("", api_name="/start")
-    b.predict("", api_name="/start")
+    a, b = _client(server.url), _client(server.url)  # no /start: both begin from the page's template state
     a.predict("horror", api_name="/chat")
     pb = b.predict("romance", api_name="/chat")["profile"]
     assert [k for k, _ in pb["constraints"]] == ["include:Romance"]
@@ -213,5 +211,105 @@ def test_concurrent_sessions_get_what_they_would_alone(cfg, tmp_path_factory):
         assert errors == []
         differ = [sid for sid in range(20) if together[sid] != alone[sid]]
         assert differ == [], f"sessions {differ} got other items than alone"
+    finally:
+        srv.close()
+
+
+# -- cards first (issue 11, item 2) ------------------------------------------------------------
+
+def _slow_llm(delay: float = 0.0):
+    import time
+
+    try:
+        from fakes import FakeLLM
+    except ImportError:  # pragma: no cover (before the LLM refactor)
+        from recagent.agent.llm import FakeLLM
+
+    def reply(_msgs):
+        time.sleep(delay)
+        return "A crew of explorers fits what you asked for."
+
+    return FakeLLM(reply)
+
+
+def _llm_backend(tiny, delay: float = 0.0):
+    from recagent.agent.agent import Agent
+    from recagent.agent.ranker import SimpleRanker
+    from recagent.ui.agent_backend import AgentBackend, ChannelRecorder
+
+    return AgentBackend(Agent(tiny, llm=_slow_llm(delay), ranker=ChannelRecorder(SimpleRanker(tiny))), tiny)
+
+
+def test_cards_come_before_their_reasons(tiny):
+    be = _llm_backend(tiny)
+    ups = list(be.respond_stream(be.new_session(None), "sci-fi please"))
+    first = next(i for i, u in enumerate(ups) if u.cards is not None)
+    early = ups[first].cards
+    assert not ups[first].done and early and all(c.pending and not c.reason for c in early), "cards before reasons"
+    ids = [c.item_id for c in early]
+    final = ups[-1]
+    assert final.done and [c.item_id for c in final.cards] == ids, "the early cards are the reply's items"
+    assert all(c.reason and not c.pending for c in final.cards)
+    assert [c.scores for c in final.cards] == [c.scores for c in early], "channel scores computed once"
+    filled = [u for u in ups[first + 1:-1] if u.cards is not None]
+    assert filled and sum(not c.pending for c in filled[0].cards) >= 1, "reasons fill in one by one"
+
+
+def test_mailbox_merges_feedback_given_during_a_turn():
+    from recagent.ui.mailbox import Mailbox
+
+    def apply(ui, item, kind):
+        if kind not in ("like", "dislike", "seen"):
+            raise ValueError(kind)
+        return {**ui, "s": {**ui["s"], kind: ui["s"].get(kind, []) + [item]}, "feedback": {**ui["feedback"], item: kind}}
+
+    box = Mailbox(max_sessions=2)
+    template = {"sid": None, "seq": 0, "s": {"turn": 0}, "feedback": {}}
+    one, two = box.begin(dict(template)), box.begin(dict(template))
+    assert one["sid"] and two["sid"] and one["sid"] != two["sid"], "every page's copy gets its own session"
+    box.finish(one, apply), box.finish(two, apply)
+    ui0 = {"sid": "a", "seq": 0, "s": {"turn": 0}, "feedback": {}}
+    start = box.begin(ui0)
+    shown, saved = box.give(start, "i1", "like", apply)
+    assert not saved and shown["feedback"] == {"i1": "like"} and box.queued(start) == {"i1": "like"}
+    with pytest.raises(ValueError):
+        box.give(start, "i2", "love", apply)
+    final = box.finish({**start, "s": {"turn": 1}}, apply)
+    assert final["s"] == {"turn": 1, "like": ["i1"]} and final["seq"] == 1, "the click joins the turn's final state"
+    assert not box.running(final) and box.queued(final) == {}
+    # a handler that started from an older copy builds on the newest state
+    new, saved = box.give(ui0, "i3", "seen", apply)
+    assert saved and new["s"] == {"turn": 1, "like": ["i1"], "seen": ["i3"]} and new["seq"] == 2
+    assert box.current(ui0) is new and box.current({**new, "seq": 5}) == {**new, "seq": 5}
+    for sid in ("b", "c"):
+        box.store({"sid": sid, "seq": 0, "s": {}, "feedback": {}})
+    assert box.current(ui0) is ui0, "bounded: the oldest session is forgotten"
+
+
+@pytest.mark.server
+def test_feedback_during_a_reply_is_kept_through_the_api(cfg, tiny):
+    """Like on an early card (reasons still being written) survives the turn's end."""
+    import time
+
+    from recagent.ui.serve import free_port, launch
+
+    srv = launch(_llm_backend(tiny, delay=0.4), cfg, port=free_port(), block=False)
+    try:
+        c = _client(srv.url)
+        c.predict("", api_name="/start")
+        job = c.submit("sci-fi please", api_name="/chat")
+        t0 = time.time()
+        while time.time() - t0 < 60 and not any(o.get("cards") for o in job.outputs()):
+            time.sleep(0.05)
+        early = next(o for o in job.outputs() if o.get("cards"))
+        assert not early["done"] and early["cards"][0]["pending"]
+        liked = early["cards"][0]
+        fb = c.predict(liked["item_id"], "like", api_name="/feedback")
+        assert fb["queued"] and liked["title"] in fb["profile"]["likes"]
+        final = job.result()
+        assert final["done"] and all(x["reason"] for x in final["cards"])
+        assert liked["title"] in final["profile"]["likes"], "the click joined the final state"
+        nxt = c.predict("more please", api_name="/chat")
+        assert liked["title"] in nxt["profile"]["likes"] and liked["item_id"] not in {x["item_id"] for x in nxt["cards"]}
     finally:
         srv.close()

@@ -239,3 +239,44 @@ def test_real_agent_chat_like_and_screenshot(browser, real_server, tmp_path):
         DOCS_SHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, DOCS_SHOT)
     ctx.close()
+
+
+@pytest.fixture
+def llm_server(cfg, tiny):
+    """The real agent on the tiny catalog with an LLM that writes each reason slowly (a fake from
+    tests/fakes.py), so a reply's cards are on screen for seconds before their reasons."""
+    import sys
+
+    from recagent.ui.serve import free_port, launch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_ui_api import _llm_backend
+
+    srv = launch(_llm_backend(tiny, delay=1.0), cfg, port=free_port(), block=False)
+    yield srv
+    srv.close()
+
+
+def test_like_on_an_early_card_is_kept(browser, llm_server):
+    """Issue 11 (cards first): cards appear when ranking is done, reasons fill in as written, and
+    a Like clicked before the reasons are done survives the end of the turn."""
+    ctx, page = _open(browser, llm_server.url)
+    _send(page, "sci-fi please")
+    page.wait_for_selector("#ra-slot-0 .ra-pending", timeout=WAIT_MS)  # a card without its reason yet
+    title = page.locator("#ra-slot-0 .ra-title").inner_text()
+    page.click("#ra-like-0")
+    page.wait_for_selector("#ra-slot-0 .ra-badge-like", timeout=WAIT_MS)
+    assert page.locator(".ra-pending").count() >= 1, "the Like was clicked before the reasons were done"
+    page.wait_for_function("() => document.querySelectorAll('.ra-slot .ra-reason').length >= 3 && "
+                           "!document.querySelector('.ra-pending')", timeout=WAIT_MS)
+    _wait_reply_done(page)
+    time.sleep(0.5)  # the final state lands after the last text
+    assert page.locator("#ra-slot-0 .ra-badge-like").count() == 1, "the badge survives the final update"
+    assert title in _profile(page), "the like joined the turn's final state"
+    _send(page, "more please")
+    page.wait_for_function("() => document.querySelectorAll('#ra-chat .bot').length >= 2", timeout=WAIT_MS)
+    _wait_reply_done(page)
+    page.wait_for_function("() => !document.querySelector('.ra-pending')", timeout=WAIT_MS)
+    assert title in _profile(page), "and the next turn still knows it"
+    assert title not in page.locator(".ra-slot .ra-title").all_inner_texts()
+    ctx.close()

@@ -146,23 +146,36 @@ class AgentBackend:
                            constraints=constraint_chips(state.get("constraints", {})))
 
     def respond_stream(self, state: dict, message: str) -> Iterator[TurnUpdate]:
+        """Cards as soon as the turn is ranked (reasons pending), each reason as it is written,
+        then the final update with the new state (issue 11: cards first)."""
         from recagent.agent.dialogue import SessionState
 
         session = SessionState.from_dict(copy.deepcopy(state))
         stream = self.agent.respond_stream(session, message)
         text = ""
+        query = None
+        cards: list[Card] | None = None
         try:
             for piece in stream:
                 text += piece
+                if cards is None and stream.ranked is not None:
+                    query = self.recorder.pop_query(session) if self.recorder else None
+                    cards = self._cards(session, query, stream.ranked, pending=True)
+                    yield TurnUpdate(text=text, cards=[Card(**c.to_dict()) for c in cards])  # snapshots: filled below
+                    continue
+                if cards and _fill_reason(cards, stream.ranked or [], piece):
+                    yield TurnUpdate(text=text, cards=[Card(**c.to_dict()) for c in cards])
+                    continue
                 yield TurnUpdate(text=text)
         finally:
-            query = self.recorder.pop_query(session) if self.recorder else None
+            if cards is None and self.recorder:
+                query = self.recorder.pop_query(session)
         reply = stream.reply
         if reply is None:
             raise RecagentError("the agent stopped before finishing its reply; send the message again.")
         new = session.to_dict()
-        yield TurnUpdate(text=reply.text, done=True, cards=self._cards(session, query, reply.items),
-                         profile=self.profile(new), state=new)
+        final = self._cards(session, query, reply.items, scores_from=cards)
+        yield TurnUpdate(text=reply.text, done=True, cards=final, profile=self.profile(new), state=new)
 
     def feedback(self, state: dict, item_id: str, kind: str) -> dict:
         from recagent.agent.dialogue import Feedback, Parsed, SessionState
@@ -188,21 +201,45 @@ class AgentBackend:
         return state
 
     # -- helpers ---------------------------------------------------------------------------
-    def _cards(self, session, query: str | None, items) -> list[Card]:
+    def _cards(self, session, query: str | None, items, pending: bool = False,
+               scores_from: list[Card] | None = None) -> list[Card]:
+        """Cards for reply items; ``scores_from``: early cards of the same turn whose channel
+        scores are reused (computed once per turn)."""
+        known = {c.item_id: c.scores for c in scores_from or []}
         rows = [self.catalog.index[it.item_id] for it in items]
-        try:
-            channels = self.recorder.channels(session, query, rows) if self.recorder else None
-        except Exception:  # the breakdown is a nicety; never lose a reply over it
-            log.warning("channel breakdown failed; showing the top channel only", exc_info=True)
-            channels = None
+        channels = None
+        if not all(it.item_id in known for it in items):
+            try:
+                channels = self.recorder.channels(session, query, rows) if self.recorder else None
+            except Exception:  # the breakdown is a nicety; never lose a reply over it
+                log.warning("channel breakdown failed; showing the top channel only", exc_info=True)
         cards = []
         for j, it in enumerate(items):
             rec = self.catalog.row(rows[j])
-            scores = channels[j] if channels else {}
-            scores = {**scores, "score": float(it.score)} if scores else {it.channel: float(it.score)}
+            if it.item_id in known:
+                scores = known[it.item_id]
+            else:
+                scores = channels[j] if channels else {}
+                scores = {**scores, "score": float(it.score)} if scores else {it.channel: float(it.score)}
             cards.append(Card(item_id=it.item_id, title=it.title, year=it.year, categories=list(it.categories),
-                              image_path=self.thumbs.get(rec.get("image_path")), reason=it.reason, scores=scores))
+                              image_path=self.thumbs.get(rec.get("image_path")), reason=it.reason, scores=scores,
+                              pending=pending and not it.reason))
         return cards
+
+
+def _fill_reason(cards: list[Card], ranked, piece: str) -> bool:
+    """Put the reason of one streamed item line (``"\nN. Title (year) — reason"``) on its card."""
+    line = piece.lstrip("\n")
+    num, dot, rest = line.partition(". ")
+    if not dot or not num.isdigit() or not 1 <= int(num) <= len(cards):
+        return False
+    card = cards[int(num) - 1]
+    head = f"{card.title}{f' ({card.year})' if card.year else ''} — "
+    reason = rest[len(head):] if rest.startswith(head) else rest.partition(" — ")[2]
+    if not reason:
+        return False
+    card.reason, card.pending = reason, False
+    return True
 
 
 def _run_config(run: str, cfg):

@@ -45,7 +45,8 @@ def new_ui_state(backend: ChatBackend, user_id: str | None, known_users: bool = 
     """The per-session UI state: the backend's state plus what is on screen.
 
     Keys: ``s`` (backend state), ``cards`` (shown `Card` dicts), ``profile`` (`ProfileView`
-    dict), ``feedback`` (item id -> kind given in this reply), ``user`` (picker value).
+    dict), ``feedback`` (item id -> kind given in this reply), ``user`` (picker value), ``sid``
+    (random session id, set on first use) and ``seq`` (version number; see `recagent.ui.mailbox`).
 
     Args:
         backend: the shared backend.
@@ -57,8 +58,9 @@ def new_ui_state(backend: ChatBackend, user_id: str | None, known_users: bool = 
 
         raise gr.Error(KNOWN_USERS_OFF)
     s = _call(backend.new_session, user_id)
+    # "sid" is given by the mailbox on first use: this dict is also the template every page copies.
     return {"s": s, "cards": [], "profile": _call(backend.profile, s).to_dict(), "feedback": {},
-            "user": user_id or NEW_USER}
+            "user": user_id or NEW_USER, "sid": None, "seq": 0}
 
 
 def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_message_chars: int = 2000,
@@ -82,6 +84,9 @@ def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_
     if default_user is not None and not known_users:
         raise RecagentError(f"--user {default_user}: chatting as a known user is off; add --known-users "
                             "(or set ui.known_users=true) to allow it.")
+    from recagent.ui.mailbox import Mailbox
+
+    box = Mailbox()  # feedback given while a reply is being written joins the turn's final state
     users = backend.users() if known_users else []
     choices = [("New user (no history)", NEW_USER)] + [(label, uid) for uid, label in users]
     initial = new_ui_state(backend, default_user, known_users)
@@ -158,25 +163,39 @@ def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_
             return [[], ui, *profile_updates(ui), *card_updates(ui)]
 
         def turn(message: str, ui: dict):
-            """One chat turn as a stream of (reply text, ui state, changed cards/profile)."""
+            """One chat turn as a stream of (reply text, ui state, changed cards/profile). Cards
+            come before their reasons; feedback on them meanwhile is queued in ``box`` and merged
+            into the final state (issue 11)."""
             message = " ".join(str(message or "").split())
             if not message:
                 raise gr.Error("Type a message first, e.g. 'a funny sci-fi from the 80s'.")
             if len(message) > max_message_chars:
                 raise gr.Error(f"Your message has {len(message)} characters; the limit is {max_message_chars}. Shorten it and send again.")
-            ui = dict(ui)
+            start = ui = box.begin(dict(ui))
+            finished = False
             try:
                 for upd in backend.respond_stream(ui["s"], message):
                     changed_cards = upd.cards is not None
                     if changed_cards:
-                        ui = {**ui, "cards": [c.to_dict() for c in upd.cards], "feedback": {}}
+                        cards = [c.to_dict() for c in upd.cards]
+                        same = [c["item_id"] for c in cards] == [c["item_id"] for c in ui["cards"]]
+                        ui = {**ui, "cards": cards, "feedback": ui["feedback"] if same else {}}
                     if upd.profile is not None:
                         ui = {**ui, "profile": upd.profile.to_dict()}
                     if upd.done and upd.state is not None:
-                        ui = {**ui, "s": upd.state}
-                    yield upd.text, ui, changed_cards, upd.profile is not None, upd.done
+                        ui = box.finish({**ui, "s": upd.state}, apply_fb)
+                        finished = True
+                    else:
+                        ui = {**ui, "feedback": {**ui["feedback"], **box.queued(ui)}}
+                    yield upd.text, ui, changed_cards or finished, upd.profile is not None or finished, upd.done
             except RecagentError as exc:
                 raise gr.Error(str(exc)) from None
+            finally:
+                if not finished:  # stopped or failed: queued feedback joins the state the turn started from
+                    box.finish({**start, "cards": ui["cards"], "feedback": {}}, apply_fb)
+
+        def apply_fb(ui: dict, item_id: str, kind: str) -> dict:
+            return _apply_feedback(backend, ui, item_id, kind)
 
         def ui_chat(message: str, history: list, ui: dict):
             history = list(history or [])
@@ -192,15 +211,16 @@ def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_
             if i >= len(ui["cards"]):
                 raise gr.Error("That card is no longer shown; send a new message to get fresh picks.")
             item = ui["cards"][i]["item_id"]
-            ui = _apply_feedback(backend, ui, item, kind)
-            return [ui, card_html(ui["cards"][i], i + 1, kind), *profile_updates(ui)]
+            new, save = box.give(ui, item, kind, apply_fb)
+            return [new if save else gr.skip(), card_html(ui["cards"][i], i + 1, kind), *profile_updates(new)]
 
         def remove_chip(j: int, ui: dict):
             cons = ui["profile"]["constraints"]
             if j >= len(cons):
                 raise gr.Error("That constraint is already gone.")
+            ui = box.current(ui)
             s = _call(backend.remove_constraint, ui["s"], cons[j][0])
-            ui = {**ui, "s": s, "profile": _call(backend.profile, s).to_dict()}
+            ui = box.store({**ui, "s": s, "profile": _call(backend.profile, s).to_dict()})
             return [ui, *profile_updates(ui)]
 
         # -- wiring -------------------------------------------------------------------------
@@ -218,7 +238,8 @@ def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_
         for j, chip in enumerate(chips):
             chip.click(lambda ui, j=j: remove_chip(j, ui), [state], [state, *profile_outs], api_visibility="private")
 
-        _wire_api(gr, backend, api_btns, api_in, api_kind, api_out, state, turn, concurrency, users, known_users)
+        _wire_api(gr, backend, api_btns, api_in, api_kind, api_out, state, turn, concurrency, users, known_users,
+                  box, apply_fb)
     return demo
 
 
@@ -236,7 +257,8 @@ def _slot(gr, i: int) -> dict:
     return {"col": col, "img": img, "info": info, "why": why, **btns}
 
 
-def _wire_api(gr, backend, btns, api_in, api_kind, api_out, state, turn, concurrency, users, known_users) -> None:
+def _wire_api(gr, backend, btns, api_in, api_kind, api_out, state, turn, concurrency, users, known_users,
+              box, apply_fb) -> None:
     """JSON endpoints sharing the session's `gr.State` with the UI (gradio_client keeps one
     session per `Client`). ``users``: what ``/users`` lists (empty when known users are off)."""
 
@@ -250,12 +272,13 @@ def _wire_api(gr, backend, btns, api_in, api_kind, api_out, state, turn, concurr
             yield {"reply": reply, "done": done, "cards": ui["cards"], "profile": ui["profile"]}, ui
 
     def api_feedback(item_id: str, kind: str, ui: dict):
-        ui = _apply_feedback(backend, ui, str(item_id), str(kind))
-        return {"profile": ui["profile"], "feedback": ui["feedback"]}, ui
+        new, save = box.give(ui, str(item_id), str(kind), apply_fb)
+        return {"profile": new["profile"], "feedback": new["feedback"], "queued": not save}, (new if save else gr.skip())
 
     def api_remove(key: str, ui: dict):
+        ui = box.current(ui)
         s = _call(backend.remove_constraint, ui["s"], key)
-        ui = {**ui, "s": s, "profile": _call(backend.profile, s).to_dict()}
+        ui = box.store({**ui, "s": s, "profile": _call(backend.profile, s).to_dict()})
         return {"profile": ui["profile"]}, ui
 
     btns["start"].click(api_start, [api_in, state], [api_out, state], api_name="start")

@@ -36,6 +36,7 @@ class Card:
     image_path: str | None = None
     reason: str = ""
     scores: dict[str, float] = field(default_factory=dict)
+    pending: bool = False   # shown before its reason is written (the reason fills in later)
 
     def __post_init__(self) -> None:
         # Catalog rows carry NaN / "" for "no image"; the UI needs None to draw a text card.
@@ -65,7 +66,10 @@ class ProfileView:
 @dataclass
 class TurnUpdate:
     """One step of a streamed reply. ``text`` is the whole reply so far; ``cards`` / ``profile``
-    are None while unchanged; the last update has ``done=True`` and the new session ``state``."""
+    are None while unchanged; the last update has ``done=True`` and the new session ``state``.
+
+    Cards may come before their reasons (``Card.pending``): the same items again, with reasons,
+    as they are written."""
 
     text: str
     done: bool = False

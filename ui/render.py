@@ -40,6 +40,8 @@ def card_html(card: dict[str, Any], rank: int, feedback: str | None = None) -> s
     initials = html.escape("".join(w[0] for w in str(card.get("title", "?")).split()[:2]).upper() or "?")
     cover = "" if card.get("image_path") else f'<div class="ra-cover" aria-hidden="true">{initials}</div>'
     reason = html.escape(str(card.get("reason") or ""))
+    # Cards come as soon as ranking is done; their reasons fill in as they are written.
+    pending = '<p class="ra-reason ra-pending">Writing why…</p>' if card.get("pending") and not reason else ""
     return (
         f'<div class="ra-card" data-item-id="{html.escape(str(card.get("item_id", "")))}">'
         f'{cover}<div class="ra-card-body">'
@@ -47,7 +49,7 @@ def card_html(card: dict[str, Any], rank: int, feedback: str | None = None) -> s
         f'<span class="ra-title">{title}</span>'
         f'{f"<span class=ra-year>{int(year)}</span>" if year is not None else ""}</div>'
         f'<div class="ra-chips">{cats}</div>'
-        f'{f"<p class=ra-reason>{reason}</p>" if reason else ""}{badge}</div></div>'
+        f'{f"<p class=ra-reason>{reason}</p>" if reason else ""}{pending}{badge}</div></div>'
     )
 
 
