@@ -45,9 +45,16 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--topn", type=int, default=None)
     ap.add_argument("--models", default="all")
     ap.add_argument("--set", action="append", default=[], help="config override (repeatable)")
+    ap.add_argument("--grid", action="append", default=[],
+                    help="one grid point instead of a model's grid, e.g. sasrec:max_len=50 (repeatable)")
     a = ap.parse_args(argv)
     overrides = (["ranking.ablations=false"] if a.no_ablations else []) + a.set
     cfg = load_config(overrides=overrides)
+    grids = {}
+    for g in a.grid:
+        name, _, kv = g.partition(":")
+        point = {k: json.loads(v) for k, v in (x.split("=") for x in kv.split(","))}
+        grids.setdefault(name, []).append(point)
     ds = load_dataset(cfg, "ml-100k")
     out = {"dataset": "ml-100k", "threads": 1, "load_avg_at_start": os.getloadavg(),
            "note": "wall times on a 2-core machine shared with other jobs (pessimistic)", "args": vars(a),
@@ -64,7 +71,7 @@ def main(argv: list[str]) -> None:
         t = time.time()
         with tempfile.TemporaryDirectory() as d:
             r = run_eval(cfg, ds, p, models, d, log=lambda s: print(s, file=sys.stderr, flush=True), save=False,
-                         channels=a.channels.split(",") if a.channels else None, fusion_params=fp)
+                         channels=a.channels.split(",") if a.channels else None, fusion_params=fp, grids=grids)
         total = time.time() - t
         fus = r.results.get("fusion", {}).get("ndcg@10")
         out["protocols"][p] = {

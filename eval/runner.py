@@ -59,7 +59,7 @@ def parse_models(text: str) -> list[str]:
 
 def run_eval(cfg: Any, dataset: Any, protocol: str, models: list[str], layout: Any = None,
              log: Callable[[str], None] = lambda s: None, encoder: Any = None, save: bool = True,
-             channels: list[str] | None = None, fusion_params: dict | None = None) -> EvalRun:
+             channels: list[str] | None = None, fusion_params: dict | None = None, grids: dict | None = None) -> EvalRun:
     """Fit ``models`` through the training home (``ranking/train.py``, which saves them) and
     score them on the test split.
 
@@ -73,7 +73,7 @@ def run_eval(cfg: Any, dataset: Any, protocol: str, models: list[str], layout: A
         encoder: text encoder for the content / fusion text channels (default: the configured
             sentence-transformers model, loaded only when the embedding cache misses).
         save: save the trained models (with config and data fingerprint).
-        channels / fusion_params: see ``ranking.train.train``.
+        channels / fusion_params / grids: see ``ranking.train.train``.
     """
     from recagent.ranking.train import train
     from recagent.runs import RunLayout
@@ -82,7 +82,7 @@ def run_eval(cfg: Any, dataset: Any, protocol: str, models: list[str], layout: A
         layout = RunLayout(Path(layout))
     protocol = protocol.upper()
     t = train(cfg, dataset, protocol, models, layout, log, encoder=encoder, save=save, command="recagent eval",
-              channels=channels, fusion_params=fusion_params)
+              channels=channels, fusion_params=fusion_params, grids=grids)
     split = t.split
     items, users = split.items, split.users
     trv = History.concat(split.train, split.valid, n_users=split.n_users, n_items=split.n_items)

@@ -1,13 +1,23 @@
 """FusionRanker: gated fusion of every available channel (``ranking/features.py``), trained for
-next-item prediction (softmax over all candidates) with early stopping on held-out users.
+next-item prediction with early stopping on held-out users, and never served when a simpler
+choice did better on validation. The torch nets and their trainer are in ``fusion_net.py``; the
+training home (``ranking/train.py``) fits the channels and calls ``fit``.
 
 Leakage scheme (why the numbers are honest):
-  1. The channel models (EASE, ItemKNN, BPR, SASRec) are fit on the *train* split only (their
-     hyper-parameters / epochs chosen on valid, as for the baselines).
-  2. The fusion network is trained on the *valid* split's targets, with features computed from
+  1. The channel models (EASE, ItemKNN, BPR, RP3beta, GF-CF, user-KNN, DLAE, MultiVAE, SASRec)
+     are fit on the *train* split only (their hyper-parameters / epochs chosen on valid, as for
+     the baselines).
+  2. The fusion net's targets are the *valid* split's items, with features computed from
      train-only models and train-only histories, so no target it learns from was seen by any
-     channel. Valid users are split 80/20 (seeded); the 20 % decide early stopping.
-  3. At test time the same channel models (not refit) score with the train+valid history folded
+     channel. More targets come from refit folds (``ranking/train.py``: ``refit_folds``): the
+     channels are refit on part of train and the rest of train is the target, with the same
+     hyper-parameters, so again no target is in the data its features come from. Those rows
+     only train; early stopping and selection use the valid users alone.
+  3. The valid users are cut into ``members`` folds; member k stops early on fold k, so every
+     valid user has an out-of-fold score. On those scores the net is compared with each single
+     channel and with "best channel + a x net" blends; the best is served (``served``), and
+     eval says which (``info["selection"]``).
+  4. At test time the same channel models (not refit) score with the train+valid history folded
      in (item-item, sequential and content channels read the history; BPR keeps its factors);
      ``eval`` gives every baseline the same train+valid history, so the comparison is fair.
   The test split is never touched before the final scoring.
@@ -15,7 +25,8 @@ Leakage scheme (why the numbers are honest):
 Model: per channel two normalised views (z-score and rank gain, per user over its candidates),
 times its mask. score(u, i) = sum_f w_f(u) x_f(u, i) + MLP([x(u, i), m(u, i)]), where the gate
 w(u) = w0 + G(context(u)) depends on history length and channel coverage, so e.g. short
-histories can lean on popularity and text while long ones lean on CF.
+histories can lean on popularity and text while long ones lean on CF. The ensemble averages
+the members' scores.
 """
 
 from __future__ import annotations

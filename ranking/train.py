@@ -95,10 +95,16 @@ def base_params(name: str, cfg: Any) -> dict:
 
 def param_grid(name: str, cfg: Any) -> list[dict]:
     """Grid points tried on validation: the model's ``param_grid``, unless the config sets
-    ``ranking.<name>_grid`` (a list of values of the grid's one argument)."""
+    ``ranking.<name>_grid`` (a list of values of the grid's one argument). An argument that the
+    config sets away from its default (e.g. ``ranking.sasrec_max_len=50``) is fixed to that
+    value: what the user set wins over the model's grid."""
     from recagent.ranking.registry import model_class
 
     grid = dict(getattr(model_class(name), "param_grid", {}) or {})
+    defaults = base_params(name, type("Defaults", (), {"ranking": type(cfg.ranking)()})())
+    for key, value in base_params(name, cfg).items():
+        if key in grid and defaults.get(key) != value:
+            del grid[key]
     override = getattr(cfg.ranking, f"{name}_grid", None)
     if override:
         arg = next(iter(grid)) if len(grid) == 1 else {"ease": "reg", "itemknn": "k", "content": "recent"}.get(name)
@@ -125,8 +131,11 @@ def train_hint(ds: Any, protocol: str = "B", models: str = "fusion") -> str:
 
 # -- fitting -------------------------------------------------------------------------------------
 def fit_model(name: str, cfg: Any, split: Any, tr: History, text_emb: np.ndarray | None = None,
-              log: Log = lambda s: None) -> tuple[Recommender, float, dict]:
+              log: Log = lambda s: None, grid: list[dict] | None = None) -> tuple[Recommender, float, dict]:
     """Fit every grid point of ``name`` on ``tr`` and keep the best by validation NDCG@10.
+
+    Args:
+        grid: grid points instead of :func:`param_grid`'s (benchmarks).
 
     Returns:
         ``(model, valid NDCG@10, info)``; ``info["chosen"]`` is the grid point kept.
@@ -134,7 +143,7 @@ def fit_model(name: str, cfg: Any, split: Any, tr: History, text_emb: np.ndarray
     from recagent.ranking.registry import model_class
 
     klass = model_class(name)
-    grid = param_grid(name, cfg)
+    grid = grid or param_grid(name, cfg)
     best = None
     for point in grid:
         params = {**base_params(name, cfg), **point}
@@ -159,7 +168,7 @@ def fit_model(name: str, cfg: Any, split: Any, tr: History, text_emb: np.ndarray
 
 def train(cfg: Any, ds: Any, protocol: str, models: list[str], layout: Any = None, log: Log = lambda s: None,
           encoder: Any = None, save: bool = True, command: str = "recagent train", channels: list[str] | None = None,
-          fusion_params: dict | None = None) -> Trained:
+          fusion_params: dict | None = None, grids: dict | None = None) -> Trained:
     """Fit ``models`` (and, for fusion, its channel models) on ``protocol``'s train split, and
     save each into ``layout.model(protocol, name)`` with config and data fingerprint.
 
@@ -176,6 +185,7 @@ def train(cfg: Any, ds: Any, protocol: str, models: list[str], layout: Any = Non
         command: recorded in each model's ``run.json``.
         channels: the collaborative channels of fusion (default ``FUSION_CHANNELS``).
         fusion_params: ``FusionRanker`` arguments over the config's (e.g. ``refit_folds``, ``loss``).
+        grids: ``{model: [grid points]}`` instead of the models' own grids (benchmarks).
     """
     import torch
 
@@ -196,7 +206,8 @@ def train(cfg: Any, ds: Any, protocol: str, models: list[str], layout: Any = Non
     for name in need:
         t0 = time.time()
         log(f"[{protocol}] fitting {name} ...")
-        t.models[name], t.valid[name], t.info[name] = fit_model(name, cfg, split, tr, t.text_emb, log)
+        t.models[name], t.valid[name], t.info[name] = fit_model(name, cfg, split, tr, t.text_emb, log,
+                                                                (grids or {}).get(name))
         t.timings[name] = round(time.time() - t0, 1)
         log(f"[{protocol}] {name}: valid ndcg@10 {t.valid[name]:.4f} ({t.timings[name]} s) {t.info[name]}")
     if "fusion" in models:
