@@ -47,7 +47,7 @@ def file_lock(path: str | Path, *, shared: bool = False, timeout: float = 300.0,
         timeout: seconds to wait for the lock before raising :class:`LockTimeout` (0: do not wait).
         what: what the lock protects, for messages ("index runs/ml-100k/index").
         on_wait: receives a progress line when this process has to wait (and every 30 s after).
-        fix: the end of the timeout message (default: wait, or raise the timeout setting).
+        fix: the end of the timeout message (default: wait for the holder to finish and try again).
     """
     import fcntl
 
@@ -117,7 +117,7 @@ def _acquire(fd: int, op: int, path: Path, timeout: float, what: str, on_wait, f
             pass
         waited = time.monotonic() - t0
         if waited >= timeout:
-            end = fix or "wait for it to finish, or raise the wait with --set retrieval.lock_timeout=SECONDS"
+            end = fix or "wait for it to finish and try again"
             raise LockTimeout(f"{what} is locked by {holder(path)}; gave up after {waited:.0f} s "
                               f"(lock file {path}); {end}.")
         if on_wait is not None and (said is None or time.monotonic() - said >= _SAY_EVERY_S):

@@ -429,7 +429,8 @@ class ItemIndex:
             return nullcontext()
         return file_lock(self.folder.with_name(f"{self.folder.name}.lock"), shared=shared,
                          timeout=float(getattr(self.settings, "lock_timeout", 300.0)), what=f"index {self.location}",
-                         on_wait=log_fn or log.warning)
+                         on_wait=log_fn or log.warning,
+                         fix="wait for it to finish, or wait longer with --set retrieval.lock_timeout=SECONDS")
 
     def _wipe(self, recreate: bool) -> None:
         self._cols.clear()
