@@ -157,3 +157,13 @@ def test_config_show_prints_each_fields_limits_after_its_help():
     assert "# items recommended per turn [>= 1]\nk = 5" in text
     assert "[3 values, each >= 0 and <= 1]\nsplit_ratios = [0.8, 0.1, 0.1]" in text
     assert "[one of fusion, simple, auto]\nranker = " in text
+
+
+def test_cli_range_error_is_one_line_with_exit_2(capsys):
+    from recagent.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["config", "show", "--set", "eval.ks=[-5,0,10]"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err
+    assert err.strip() == "error: --set eval.ks=[-5,0,10]: eval.ks: item 1 must be >= 1, got -5; default is [5, 10, 20]."
