@@ -66,6 +66,11 @@ def _render_info(d: dict) -> str:
 
 
 @data_group.command("validate", help="Check your files and list every problem, one line each, with the fix.\n\n"
+                    "Errors: unsupported formats, rows with more fields than the header (an unquoted ','), "
+                    "missing or duplicate ids, timestamps that are not Unix seconds or ISO 8601 dates within "
+                    "1900-2200, ratings outside data.rating_min..rating_max, NUL bytes. Warnings: interactions of "
+                    "unknown items (dropped), unreadable or non-regular image files (items kept text-only), cells "
+                    "a spreadsheet would run as formulas.\n\n"
                     "Exit status 1 if there are errors (or warnings with --strict).")
 @click.option("--items", type=click.Path(dir_okay=False), help="Catalog: item_id, title[, text, categories, year, image_path].")
 @click.option("--interactions", type=click.Path(dir_okay=False), help="Log: user_id, item_id, timestamp[, rating].")
