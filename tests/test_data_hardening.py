@@ -10,7 +10,7 @@ import threading
 import pytest
 from PIL import Image
 
-from recagent.data import ReadOptions, load_files, make_split, validate_files
+from recagent.data import load_files, make_split, validate_files
 from recagent.errors import DataError
 
 ITEMS = "item_id,title,year\na,Alpha,1990\nb,Beta,2001\nc,Gamma,\n"
@@ -260,10 +260,6 @@ def test_unsupported_format_is_named(tmp_path, name):
 def test_load_raises_the_ragged_row_error(tmp_path):
     with pytest.raises(DataError, match=r"items.csv row 1: 4 fields"):
         load_files(write(tmp_path, "items.csv", "item_id,title,year\ni1,Toy Story, The,1995\n"), write(tmp_path, "log.csv", LOG))
-
-
-def test_read_options_default_still_checks_images(tmp_path):
-    assert ReadOptions().check_images
 
 
 def test_many_ragged_rows_list_five_then_a_count(tmp_path):
