@@ -82,6 +82,12 @@ def test_row_numbers_count_records_not_lines_when_a_quoted_value_spans_lines(tmp
     assert one_line(r.errors).startswith("items.csv row 2: 4 fields but the header has 3 (item_id, title, year) in 'i2,Toy")
 
 
+def test_comma_separated_file_named_tsv_says_so(tmp_path):
+    r = validate_files(write(tmp_path, "items.txt", "item_id,title\na,Alpha\n"), None)
+    assert one_line(r.errors) == ("items.txt: the header has ',' but no tab, and .txt files are tab-separated; "
+                                  "rename the file to .csv or save it with tabs.")
+
+
 def test_quoted_commas_still_load(tmp_path):
     ds = load_files(write(tmp_path, "items.csv", 'item_id,title,year\ni1,"Toy Story, The",1995\n'),
                     write(tmp_path, "log.csv", "user_id,item_id,timestamp\nu1,i1,100\n"))

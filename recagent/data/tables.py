@@ -151,6 +151,11 @@ def _decode(path: Path, encoding: str, errors: list[str]) -> str | None:
 
 def _read_delimited(path: Path, text: str, sep: str, errors: list[str]) -> pd.DataFrame | None:
     """CSV/TSV with every row's field count checked: extra fields are errors, short rows are padded."""
+    header = text.split("\n", 1)[0]
+    if sep == "\t" and "\t" not in header and "," in header:
+        errors.append(f"{path.name}: the header has ',' but no tab, and {path.suffix} files are tab-separated; "
+                      "rename the file to .csv or save it with tabs.")
+        return None
     counts = _field_counts(text, sep, path, errors)
     if counts is None:
         return None
