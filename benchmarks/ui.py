@@ -44,7 +44,7 @@ def conversation(url: str, sid: int, n_messages: int, users: list[str], latencie
     from gradio_client import Client
 
     try:
-        c = Client(url, verbose=False)
+        c = Client(url, verbose=False, httpx_kwargs={"timeout": 300})  # queued turns wait, not fail
         c.predict(users[sid % len(users)] if users and sid % 2 else "", api_name="/start")
     except Exception as exc:  # a failed session start counts as errors for every message it would send
         with lock:

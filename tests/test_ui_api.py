@@ -22,7 +22,8 @@ def server(cfg, ml100k):
 def _client(url):
     from gradio_client import Client
 
-    return Client(url, verbose=False)
+    # A generous read timeout: 20 clients at once on two busy cores wait in the server's queue.
+    return Client(url, verbose=False, httpx_kwargs={"timeout": 300})
 
 
 @pytest.mark.server
