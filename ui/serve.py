@@ -48,8 +48,8 @@ def check_bind(host: str, port: int, auth: str | None, warn: Callable[[str], Non
     creds = parse_auth(auth)
     if host not in LOOPBACK:
         if creds is None:
-            raise ConfigError(f"--host {host}: serving beyond this machine needs a password; add --auth USER:PASS "
-                              "or keep the default --host 127.0.0.1.")
+            raise ConfigError(f"--host {host}: serving beyond this machine needs a password; add --auth-file FILE "
+                              "(or $RECAGENT_AUTH, or --auth USER:PASS) or keep the default --host 127.0.0.1.")
         warn(WIDE_WARNING.format(host=host, port=port))
     return creds
 
