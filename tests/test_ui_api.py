@@ -285,6 +285,10 @@ def test_mailbox_merges_feedback_given_during_a_turn():
     for sid in ("b", "c"):
         box.store({"sid": sid, "seq": 0, "s": {}, "feedback": {}})
     assert box.current(ui0) is ui0, "bounded: the oldest session is forgotten"
+    # a turn that never finished (stopped, its generator dropped): the next turn starts with its feedback
+    dropped = box.begin({"sid": "d", "seq": 0, "s": {}, "feedback": {}})
+    box.give(dropped, "i4", "like", apply)
+    assert box.begin(dropped, apply)["s"] == {"like": ["i4"]}
 
 
 @pytest.mark.server

@@ -171,7 +171,7 @@ def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_
                 raise gr.Error("Type a message first, e.g. 'a funny sci-fi from the 80s'.")
             if len(message) > max_message_chars:
                 raise gr.Error(f"Your message has {len(message)} characters; the limit is {max_message_chars}. Shorten it and send again.")
-            start = ui = box.begin(dict(ui))
+            start = ui = box.begin(dict(ui), apply_fb)
             finished = False
             try:
                 for upd in backend.respond_stream(ui["s"], message):

@@ -50,13 +50,19 @@ class Mailbox:
         with self._lock:
             return self._store(ui)
 
-    def begin(self, ui: dict) -> dict:
-        """A turn starts: feedback from now on is queued. Returns the state to start from."""
+    def begin(self, ui: dict, apply: Callable[[dict, str, str], dict] | None = None) -> dict:
+        """A turn starts: feedback from now on is queued. Returns the state to start from (the
+        newest one, plus feedback still queued by a turn that never finished, e.g. stopped)."""
         with self._lock:
             ui = _with_sid(ui)
             e = self._entry(ui["sid"])
-            e.pending = []
-            return e.latest if e.latest and e.latest.get("seq", 0) > ui.get("seq", 0) else ui
+            base = e.latest if e.latest and e.latest.get("seq", 0) > ui.get("seq", 0) else ui
+            left, e.pending = e.pending or [], []
+            if left and apply is not None:
+                for item_id, kind in left:
+                    base = apply(base, item_id, kind)
+                base = self._store(base)
+            return base
 
     def queued(self, ui: dict) -> dict[str, str]:
         """item id -> kind of the feedback queued in the running turn (for the card badges)."""
