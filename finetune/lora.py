@@ -101,6 +101,9 @@ def train_lora(base: str | Path, examples: list[dict], adapter_dir: Path, checkp
     lcfg = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
                       target_modules=list(settings.lora_targets), task_type="CAUSAL_LM")
     model = get_peft_model(model, lcfg)
+    if settings.gradient_checkpointing:
+        model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     n_total = total_steps(len(examples), settings, steps)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate, weight_decay=0.0)
     warm = max(1, n_total // 20)
@@ -261,5 +264,5 @@ def _collate(rows: list[tuple[list[int], int]], pad: int, device: Any) -> dict:
 def _settings_dict(settings: Any) -> dict:
     d = asdict(settings) if is_dataclass(settings) else dict(settings)
     keys = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "learning_rate", "batch_size", "max_seq_len", "seed",
-            "epochs")
+            "epochs", "gradient_checkpointing")
     return {k: d[k] for k in keys if k in d}

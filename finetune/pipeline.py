@@ -180,8 +180,9 @@ def finetune(cfg: Any, out: str | Path, *, dataset: str | None = None, items: st
 
 
 def run_config(cfg: Any, run: str | Path) -> Any:
-    """The config that serves a finetune run: its recorded data and nouns, its runs folder
-    layout, and its adapter when the LoRA stage has finished."""
+    """The config that serves a finetune run: its recorded data and nouns, and its tuned LLM when
+    the LoRA stage has finished (the merged folder as ``models.llm``; the adapter alone, with the
+    transformers backend, if only that exists)."""
     from recagent.config import load_config
     from recagent.runs import layout
 
@@ -192,8 +193,13 @@ def run_config(cfg: Any, run: str | Path) -> Any:
                              f"Run `recagent finetune ... --out {lay.root}` first.")
     rc = load_config(saved)
     rc = rc.replace("paths", cache_dir=str(cfg.paths.cache))
-    if (lay.adapter / "adapter_config.json").is_file():
+    if (lay.merged / "config.json").is_file():
+        # base + adapter merged: both backends load it (ct2 from merged/ct2-int8, converted by the lora stage)
+        rc = rc.replace("models", llm=str(lay.merged.resolve()), llm_adapter="")
+    elif (lay.adapter / "adapter_config.json").is_file():
         rc = rc.replace("models", llm_adapter=str(lay.adapter.resolve()))
+        if "llm_backend" in rc.to_dict()["models"]:
+            rc = rc.replace("models", llm_backend="hf")
     clip = lay.clip / "clip.pt"
     if clip.is_file() and not rc.models.clip_checkpoint:
         rc = rc.replace("models", clip_checkpoint=str(clip.resolve()))
@@ -271,7 +277,7 @@ def _convert_fast(merged: Path, log_fn: Callable[[str], None]) -> str:
     except ImportError:
         return "not available (recagent.models.convert_for_fast_backend missing)"
     try:
-        return str(convert_for_fast_backend(merged, merged / "ct2", log_fn=log_fn))
+        return str(convert_for_fast_backend(merged, log_fn=log_fn))
     except Exception as exc:  # noqa: BLE001 - the transformers path still serves the run
         log_fn(f"finetune: fast backend conversion failed ({exc}); the chat uses the adapter with transformers")
         return f"failed: {exc}"

@@ -116,3 +116,29 @@ def test_lora_saves_peft_adapter_and_resumes_to_the_same_weights(tiny, tiny_llam
     with pytest.raises(FinetuneError, match="delete"):
         train_lora(tiny_llama, ex, tmp_path / "d", tmp_path / "b" / "ckpt", dataclasses.replace(SETTINGS, lora_r=2),
                    h, steps=8, resume=True, quiet=True)
+
+
+@pytest.mark.slow
+@pytest.mark.model  # real SmolLM2-135M: 2 LoRA steps of 2 examples, then the chat loads the adapter (~1-3 min)
+def test_real_lora_on_smollm2_loads_in_the_chat(tiny, tmp_path, cfg):
+    from peft import PeftModel  # noqa: F401 - the adapter format the chat loads
+
+    from recagent.agent.service import build_agent
+    from recagent.finetune.lora import train_lora
+    from recagent.models import resolve_model
+
+    meta, ex = _data(tiny, tmp_path)
+    s = dataclasses.replace(SETTINGS, batch_size=2, max_seq_len=256)
+    base = resolve_model(cfg.models.llm, cfg.paths.cache)
+    res = train_lora(base, ex[:4], tmp_path / "adapter", tmp_path / "ckpt", s, meta["data_hash"], steps=2, quiet=True)
+    assert res["trained_steps"] == 2 and all(x == x for x in res["losses"])  # finite losses
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    c = cfg.replace("models", llm_adapter=str(tmp_path / "adapter"))
+    if "llm_backend" in c.to_dict()["models"]:
+        c = c.replace("models", llm_backend="hf")
+    c = c.replace("agent", explain_max_new_tokens=16, profile_with_llm=False, k=2)
+    agent = build_agent(c, tiny)
+    assert agent.llm.name.endswith("+adapter")
+    reply = agent.respond(agent.new_session(), "robots in space")
+    titles = set(tiny.catalog.items["title"])
+    assert reply.items and all(it.title in titles for it in reply.items)

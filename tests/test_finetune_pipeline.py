@@ -179,10 +179,10 @@ def test_done_when_tiny_recipe_domain_killed_in_lora_resumes_and_chats(tmp_path,
     from recagent.finetune.pipeline import run_config
 
     rc = run_config(cfg, out)
-    assert rc.models.llm_adapter.endswith("adapter") and rc.data.dataset == "custom"
+    assert rc.models.llm.endswith("merged") and rc.data.dataset == "custom"
     ds = load_dataset(rc)
     agent = build_agent(rc, ds)
-    assert "+adapter" in agent.llm.name
+    assert "merged" in agent.llm.name + str(getattr(agent.llm, "path", "")), agent.llm.name
     titles = set(ds.catalog.items["title"])
     session = agent.new_session()
     for msg in ["something Thai with noodles", "I liked Pad Thai, more like it", "a French dessert"]:
