@@ -195,8 +195,6 @@ class ItemIndex:
             with chroma_errors(self.location, self._command(rebuild=True)):
                 report = self._build_locked(source, progress, say)
             report.lock_wait_s = waited
-            if self.folder is not None:
-                integrity.write_fingerprint(self.folder, source, self.dataset)
             self._health, self._checked_source = Health("ok"), source
         report.seconds = time.perf_counter() - t0
         for ch, c in report.channels.items():
@@ -252,7 +250,8 @@ class ItemIndex:
                 report.channels[ch] = {**report.channels[ch], "total": again["total"]}
             record[ch] = {"count": col.count(), "encoder": enc.name,
                           "probe": integrity.probe_of(col, integrity.probe_ids([r[0] for r in rows]))}
-        if self.folder is not None:
+        if self.folder is not None:  # the fingerprint first: a kill between the two leaves "incomplete"
+            integrity.write_fingerprint(self.folder, source, self.dataset)
             integrity.write_record(self.folder, record)
         return report
 
