@@ -306,6 +306,7 @@ def test_login_is_throttled_over_http(cfg, ml100k):
 
     try:
         assert _get(f"{srv.url}/config")[0] in (401, 403) or b"auth_required" in _get(f"{srv.url}/config")[1]
+        assert _get(_file_url(srv.url, srv.backend.media_dirs[0] + "/x.png"))[0] == 401, "files need the login too"
         assert login("alice", "s3cret") == 200
         for _ in range(cfg.ui.login_attempts + 1):
             assert login("alice", "wrong") == 400
