@@ -10,7 +10,9 @@
   #k" for the shown item closest in genres. success@5 turns and mean turns to success, against a
   non-conversational baseline (same ranker, history only: hit@5 and hit@25 = five pages).
 - latency: time to the first streamed piece, to the first LLM token, and to a full reply with 5
-  explained items, for a known user; peak RSS of the process (a chat process holds the same).
+  explained items, for a known user, per local LLM backend (``--backends``, same run) and the
+  speed-up over transformers fp32; peak RSS of the process. Whole chat processes per backend
+  (first turn of a session included): ``benchmarks/llm.py --chat``.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/agent.py [--pairs 200] [--sim-users 200] [--no-llm]
 """
@@ -37,10 +39,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--pairs", type=int, default=200, help="(user, item) pairs explained by the LLM")
     ap.add_argument("--sim-users", type=int, default=200, help="simulated conversations")
     ap.add_argument("--turns", type=int, default=5)
-    ap.add_argument("--latency-runs", type=int, default=3)
+    ap.add_argument("--latency-runs", type=int, default=5)
     ap.add_argument("--no-llm", action="store_true", help="skip the LLM parts (grounding, latency)")
     ap.add_argument("--device", default="cpu", help="torch device for the LLM (grounding only; latency is CPU)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backends", default="ct2,hf", help="local LLM backends timed in the latency section (same run)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (a chat process uses torch's default, the core count)")
     args = ap.parse_args(argv)
 
@@ -71,23 +74,32 @@ def main(argv: list[str] | None = None) -> dict:
 
     out["conversation"] = simulate(train, split, ranker, cfg, args, rng)
     if not args.no_llm:
-        from recagent.agent.llm import HFModel
+        from recagent.agent.llm import load_llm
+        from recagent.agent.llm_hf import HFModel
         from recagent.models import resolve_model
 
-        path = resolve_model(cfg.models.llm, cfg.paths.cache)
         if args.device != "cpu" and args.pairs:
+            path = resolve_model(cfg.models.llm, cfg.paths.cache)
             gpu_llm = HFModel(path, device=args.device, max_new_tokens=cfg.agent.explain_max_new_tokens)
             out["grounding"] = grounding(train, ranker, gpu_llm, cfg, args, rng)
             out["grounding"]["device"] = args.device
             del gpu_llm
-        llm = HFModel(path, device="cpu", max_new_tokens=cfg.agent.max_new_tokens, max_seconds=cfg.agent.max_seconds)
+        # every local backend in the same run (the default first); the speed-up is over transformers fp32
+        llms = {b: load_llm(cfg.replace("models", llm_backend=b)) for b in args.backends.split(",")}
+        llm = next(iter(llms.values()))
         if args.device == "cpu" and args.pairs:
             out["grounding"] = grounding(train, ranker, llm, cfg, args, rng)
             out["grounding"]["device"] = "cpu"
+            out["grounding"]["llm"] = llm.name
         out["latency"] = {}
         for top in (5, 2):
-            agent = Agent(train, llm=llm, ranker=ranker, settings=dataclasses.replace(cfg.agent, llm_explain_top=top))
-            out["latency"][f"llm_reasons_{top}_of_5"] = latency(agent, args)
+            for b, m in llms.items():
+                agent = Agent(train, llm=m, ranker=ranker, settings=dataclasses.replace(cfg.agent, llm_explain_top=top))
+                out["latency"][f"{b}:llm_reasons_{top}_of_5"] = latency(agent, args)
+            if "hf" in llms:
+                ref = out["latency"][f"hf:llm_reasons_{top}_of_5"]["full_reply_5_items_s"]
+                out["latency"][f"speedup_over_hf:llm_reasons_{top}_of_5"] = {
+                    b: round(ref / out["latency"][f"{b}:llm_reasons_{top}_of_5"]["full_reply_5_items_s"], 2) for b in llms}
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(out, indent=2))
     return out
@@ -210,7 +222,8 @@ def _converse(agent, mode, user, target, script, turns) -> int | None:
 
 def latency(agent, args) -> dict:
     """Known user 196; messages that each produce 5 explained items."""
-    msgs = ["something funny from the 90s", "sci-fi or action, no horror", "a drama like \"Fargo\""]
+    msgs = ["something funny from the 90s", "sci-fi or action, no horror", "a drama like \"Fargo\"",
+            "something romantic", "a thriller from the 80s"]
     first_piece, first_item, full, sources = [], [], [], {}
     t0 = time.perf_counter()
     s = agent.new_session("196")
@@ -232,7 +245,7 @@ def latency(agent, args) -> dict:
     sheet = build_fact_sheets(agent.ds.catalog, [(0, "query")], agent.history_rows(s), agent.evidence)[0]
     t0 = time.perf_counter()
     first_tok = None
-    for _ in agent.llm.stream(agent.explainer.prompt(sheet), max_new_tokens=8):
+    for _ in agent.llm.stream(agent.explainer.prompt(sheet), max_new_tokens=8):  # the turn's prefix is cached by now
         first_tok = time.perf_counter() - t0
         break
     med = lambda xs: round(float(np.median(xs)), 2)  # noqa: E731

@@ -10,9 +10,10 @@
   compare ratios within this run); medians of ``--reps``.
 - concurrency: two sessions each generating a batch of 5 at once (wall time against one alone).
 - stop: seconds from a Stop request to the generation's return.
-- chat (``--chat``): per backend, a fresh chat process (subprocess) per repetition: session start,
-  the first turn and later turns of a new user and of known user 42 (5 LLM-written reasons each),
-  the first LLM token inside a turn, and the process's peak RSS.
+- chat (``--chat``): one fresh chat process per backend, started together: time to ready, and
+  ``--reps`` x (new-user session, known-user-42 session): session start, the session's first turn
+  and a later turn (5 LLM-written reasons each), the first LLM token inside a turn, the process's
+  very first turn, and its peak RSS; the speed-up of each backend over transformers fp32.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/llm.py [--reps 5] [--chat] [--only speed,quality,...]
 """
@@ -274,34 +275,27 @@ def stop_latency(cfg, reps: int) -> dict:
 
 # -- whole chat turns ---------------------------------------------------------------------------
 def chat(backends: list[str], reps: int) -> dict:
-    """Each repetition starts a fresh chat process per backend (interleaved), new user and user 42."""
-    runs: dict[str, list[dict]] = {}
-    for _ in range(reps):
-        for b in backends:
-            for user in ("-", "42"):
-                p = subprocess.run([sys.executable, __file__, "--child", f"{b}:{user}"], capture_output=True, text=True,
-                                   env={**os.environ})
-                if p.returncode != 0:
-                    raise SystemExit(f"chat child {b}:{user} failed:\n{p.stderr[-3000:]}")
-                runs.setdefault(f"{b}:{'new' if user == '-' else 'known-42'}", []).append(json.loads(p.stdout.strip().splitlines()[-1]))
+    """One fresh chat process per backend, all started together (they share the machine's load);
+    in each, ``reps`` x (a new-user session and a known-user-42 session, 2 turns each)."""
+    procs = {b: subprocess.Popen([sys.executable, __file__, "--child", f"{b}:{reps}"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env={**os.environ}) for b in backends}
     out: dict = {}
-    for key, rs in runs.items():
-        med = {k: round(statistics.median(r[k] for r in rs), 2) for k in rs[0] if isinstance(rs[0][k], (int, float))}
-        med["llm_reasons_per_turn"] = [r["llm_reasons"] for r in rs]
-        out[key] = med
-    for who in ("new", "known-42"):
-        if f"hf:{who}" in out and f"ct2:{who}" in out:
-            for b in backends:
-                if b != "hf" and f"{b}:{who}" in out:
-                    h, c = out[f"hf:{who}"], out[f"{b}:{who}"]
-                    out[f"speedup_{b}_over_hf:{who}"] = {k: round(h[k] / c[k], 2) for k in ("first_turn_s", "later_turn_s",
-                                                                                            "session_start_s") if c.get(k)}
+    for b, p in procs.items():
+        stdout, stderr = p.communicate()
+        if p.returncode != 0:
+            raise SystemExit(f"chat child {b} failed:\n{stderr[-3000:]}")
+        out[b] = json.loads(stdout.strip().splitlines()[-1])
+    if "hf" in out:
+        for b in backends:
+            if b != "hf":
+                out[f"speedup_{b}_over_hf"] = {k: round(out["hf"][k] / out[b][k], 2) for k in out[b]
+                                               if k.endswith("_s") and isinstance(out[b][k], float) and out[b][k] > 0}
     return out
 
 
 def chat_child(spec: str) -> dict:
-    """One chat process: build the agent as `recagent chat` does, start a session, run 3 turns."""
-    backend, user = spec.split(":")
+    """One chat process: build the agent as `recagent chat` does, then sessions and turns."""
+    backend, reps = spec.split(":")
     backend, _, threads = backend.partition("@")
     t_start = time.perf_counter()
     from recagent.config import load_config
@@ -318,37 +312,40 @@ def chat_child(spec: str) -> dict:
     t0 = time.perf_counter()
     agent = build_agent(cfg, ds)
     build_s = time.perf_counter() - t0
+    ready_s = time.perf_counter() - t_start
     llm = agent.llm
-    first_token: list[float] = []
     real = llm._generate
-    turn_t0 = [0.0]
+    turn = {"t0": 0.0, "first": None}
 
-    def timed(prompts, req):  # the first token of the turn's first LLM call
-        if req.on_text is None:
-            req.on_text = lambda row, piece: first_token.append(time.perf_counter() - turn_t0[0]) if len(first_token) < turn_no[0] else None
+    def timed(prompts, req):  # the first token of each turn's first LLM call
+        if req.on_text is None and turn["first"] is None:
+            def seen(row, piece):
+                if turn["first"] is None:
+                    turn["first"] = time.perf_counter() - turn["t0"]
+            req.on_text = seen
         return real(prompts, req)
 
-    turn_no = [0]
     llm._generate = timed
-    t0 = time.perf_counter()
-    s = agent.new_session(None if user == "-" else user)
-    session_s = time.perf_counter() - t0
-    turns, reasons = [], 0
-    for msg in MSGS:
-        turn_no[0] += 1
-        turn_t0[0] = time.perf_counter()
-        reply = agent.respond(s, msg)
-        turns.append(time.perf_counter() - turn_t0[0])
-        reasons += sum(it.reason_source.startswith("llm") for it in reply.items)
-        while len(first_token) < turn_no[0]:
-            first_token.append(float("nan"))
-    out = {"process_to_ready_s": round(build_s + t0 - t_start, 2), "build_agent_s": round(build_s, 2),
-           "session_start_s": round(session_s, 2), "first_turn_s": round(turns[0], 2),
-           "later_turn_s": round(statistics.median(turns[1:]), 2),
-           "first_llm_token_in_turn_s": round(statistics.median(first_token[1:]), 3),
-           "first_turn_first_llm_token_s": round(first_token[0], 3),
-           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-           "llm_reasons": reasons, "ranker": type(agent.ranker).__name__, "llm": llm.name}
+    rows: dict[str, list[float]] = {}
+    reasons = []
+    for _ in range(int(reps)):
+        for who, user in (("new", None), ("known", "42")):
+            t0 = time.perf_counter()
+            s = agent.new_session(user)
+            rows.setdefault(f"{who}_session_start_s", []).append(time.perf_counter() - t0)
+            for i, msg in enumerate(MSGS[:2]):
+                turn["t0"], turn["first"] = time.perf_counter(), None
+                reply = agent.respond(s, msg)
+                kind = "first_turn" if i == 0 else "later_turn"
+                rows.setdefault(f"{who}_{kind}_s", []).append(time.perf_counter() - turn["t0"])
+                rows.setdefault(f"{who}_{kind}_first_llm_token_s", []).append(turn["first"] or float("nan"))
+                reasons.append(sum(it.reason_source.startswith("llm") for it in reply.items))
+    out = {"process_ready_s": round(ready_s, 2), "build_agent_s": round(build_s, 2)}
+    out.update({k: round(statistics.median(v), 3) for k, v in rows.items()})
+    out["process_first_turn_s"] = round(rows["new_first_turn_s"][0], 2)  # the very first turn of this process
+    out.update(runs_per_median=int(reps), llm_reasons_per_turn=reasons,
+               peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+               ranker=type(agent.ranker).__name__, llm=llm.name, loadavg=[round(x, 1) for x in os.getloadavg()])
     print(json.dumps(out))
     return out
 

@@ -274,3 +274,20 @@ def test_load_llm_picks_the_endpoint(cfg):
     llm = load_llm(cfg.replace("models", llm_endpoint="http://127.0.0.1:8000", llm="qwen"))
     assert llm.name == "openai:qwen"
     assert isinstance(llm, OpenAIClient) and llm.url == "http://127.0.0.1:8000/v1/chat/completions"
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("backend", ["ct2", "hf"])
+def test_real_llm_backends_write_grounded_reasons_in_a_turn(cfg, ml100k, backend):
+    """Both local backends behind `load_llm` (``models.llm_backend``) serve the same agent turn on
+    the real SmolLM2: at least one reason written by the LLM and passing the verifier."""
+    from recagent.agent.llm import load_llm
+    from recagent.agent.service import build_agent
+
+    c = cfg.replace("models", llm_backend=backend).replace("agent", k=3, explain_max_new_tokens=32, max_seconds=600.0)
+    llm = load_llm(c)
+    assert llm.name.startswith(backend + ":") and load_llm(c) is llm       # loaded once per process
+    agent = build_agent(c, ml100k, llm=llm, text_encoder=False)
+    reply = agent.respond(agent.new_session("196"), "something funny from the 90s")
+    assert len(reply.items) == 3
+    assert any(it.reason_source in ("llm", "llm-retry") for it in reply.items), [it.reason_source for it in reply.items]
