@@ -190,12 +190,13 @@ def write_report(lay: Any, stages: dict) -> list[Path]:
         md += [f"Rankers: skipped ({rk['skipped']}).", ""]
     if tr:
         md += ["## LoRA", "", f"{tr.get('trained_steps')} steps (resumed from {tr.get('resumed_from')}), "
-               f"loss {tr.get('loss_first')} -> {tr.get('loss_last')}, {tr.get('steps_per_s')} steps/s, "
+               f"loss {_num(tr.get('loss_first'))} -> {_num(tr.get('loss_last'))}, {tr.get('steps_per_s')} steps/s, "
                f"{tr.get('tokens_per_s')} tokens/s, peak RSS {tr.get('peak_rss_gib')} GiB, device {tr.get('device')}.", ""]
     if ev:
         p, r = ev["profiles"], ev["reasons"]
         names = list(p["recall@50"])
         md += ["## Before / after", "", "| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        md.append(f"| held-out users / reason pairs | " + " | ".join(f"{p['users']} / {r[m]['pairs']}" for m in names) + " |")
         md.append("| profile Recall@50 | " + " | ".join(f"{p['recall@50'][m]:.4f}" for m in names) + " |")
         for key, label in [("first_try_pass", "reason first-try pass"), ("template_fallback", "template fallback"),
                            ("distinct_2", "distinct-2")]:
@@ -212,6 +213,10 @@ def write_report(lay: Any, stages: dict) -> list[Path]:
     md += [""] + [f"![{p.stem}]({p.name})" for p in plots]
     (d / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     return files + [d / "report.md"] + plots
+
+
+def _num(x: Any) -> str:
+    return "-" if x is None else f"{float(x):.4f}"
 
 
 def _plots(d: Path, tr: dict, ev: dict) -> list[Path]:

@@ -39,7 +39,7 @@ def write_domain(d: Path) -> dict[str, Path]:
     for u in range(16):
         fav = FRENCH if u % 2 else ASIAN
         other = ASIAN if u % 2 else FRENCH
-        seq = [fav[(u + j) % len(fav)] for j in range(5)] + [other[u % len(other)]]
+        seq = [fav[u % len(fav)], other[u % len(other)]] + [fav[(u + j) % len(fav)] for j in range(1, 5)]
         for j, it in enumerate(dict.fromkeys(seq)):
             rows.append(f"cook{u},{it},{1_600_000_000 + 1000 * u + j},{2 if it in other else 5}")
     (d / "cooked.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
@@ -173,6 +173,9 @@ def test_done_when_tiny_recipe_domain_killed_in_lora_resumes_and_chats(tmp_path,
     assert stages["lora"]["resumed_from"] == 2 and stages["lora"]["trained_steps"] == 6
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "merged" / "config.json").is_file()
     assert (out / "report" / "report.md").is_file() and (out / "eval.json").is_file()
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["profiles"]["users"] > 0 and ev["reasons"]["adapter"]["pairs"] > 0
+    assert ev["reasons"]["adapter"]["after_verification"]["false_claim"] == 0
     # chat with the run: its catalog, its adapter; reasons name only recipes, never movies
     from recagent.agent.service import build_agent
     from recagent.data import load_dataset
