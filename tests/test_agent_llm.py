@@ -291,3 +291,25 @@ def test_real_llm_backends_write_grounded_reasons_in_a_turn(cfg, ml100k, backend
     reply = agent.respond(agent.new_session("196"), "something funny from the 90s")
     assert len(reply.items) == 3
     assert any(it.reason_source in ("llm", "llm-retry") for it in reply.items), [it.reason_source for it in reply.items]
+
+
+def test_stop_reaches_the_llm_calls_inside_an_agent_turn(tiny, tiny_ct2):
+    """The UI wraps a turn in ``stopping(event)``; the explainer's batch (deep inside the agent)
+    sees the event: a stopped turn still answers, with template reasons and no generation."""
+    from recagent.agent.agent import Agent
+    from recagent.agent.llm_ct2 import CT2Model
+
+    llm = CT2Model(str(tiny_ct2), threads=1, max_new_tokens=200)
+    calls: list[int] = []
+    real = llm._generate
+    llm._generate = lambda prompts, req: calls.append(len(prompts)) or real(prompts, req)
+    agent = Agent(tiny, llm=llm)
+    agent.respond(agent.new_session(None), "robots in space")
+    assert calls                                            # not stopped: the LLM was asked
+    calls.clear()
+    stop = threading.Event()
+    stop.set()
+    with stopping(stop):
+        reply = agent.respond(agent.new_session(None), "robots in space")
+    assert reply.items and calls == []
+    assert {it.reason_source for it in reply.items} == {"template"}
