@@ -82,6 +82,7 @@ class ItemIndex:
         self._ready: set[str] = set()  # channels checked once (see _require)
         self._health = health
         self._checked_source: Any = None  # the catalog the cached health was checked against
+        self._open_wait_s = 0.0  # seconds open() waited for another process's build
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -113,7 +114,9 @@ class ItemIndex:
             return cls(http_client(url), key, cfg.retrieval, text_encoder, clip_encoder, cfg, url)
         folder = Path(path) if path else layout(cfg, dataset).index
         index = cls(None, key, cfg.retrieval, text_encoder, clip_encoder, cfg, str(folder), folder)
+        t = time.perf_counter()
         with index._lock(shared=True, log_fn=log_fn):
+            index._open_wait_s = time.perf_counter() - t
             index._connect()
         return index
 
@@ -194,7 +197,8 @@ class ItemIndex:
                 integrity.mark_building(self.folder)
             with chroma_errors(self.location, self._command(rebuild=True)):
                 report = self._build_locked(source, progress, say)
-            report.lock_wait_s = waited
+            report.lock_wait_s = waited + self._open_wait_s  # a build that waited while opening counts that too
+            self._open_wait_s = 0.0
             self._health, self._checked_source = Health("ok"), source
         report.seconds = time.perf_counter() - t0
         for ch, c in report.channels.items():

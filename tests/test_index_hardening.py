@@ -4,6 +4,7 @@ hash encoder standing in for the sentence-transformers model, and every item che
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -174,7 +175,7 @@ def test_two_build_processes_take_turns_and_leave_every_item_once(tools, tmp_pat
     second = None
     try:
         _wait_for_batches(first, 1)  # the first holds the lock and waits at the gate
-        second = _cli(tmp_path, tools, *_build_cmd())
+        second = _cli(tmp_path, tools, *_build_cmd("--json"))
         waiting = second.stderr.readline()  # the second's first words: it waits, and says for whom
         gate.touch()
         out2, err2 = second.communicate(timeout=120)
@@ -186,7 +187,9 @@ def test_two_build_processes_take_turns_and_leave_every_item_once(tools, tmp_pat
     assert f"is in use by pid {first.pid}" in waiting and "index build" in waiting, waiting + err2
     assert first.returncode == 0, err1
     assert second.returncode == 0, err2
-    assert "0 added, 0 updated, 0 deleted, 60 unchanged" in err2  # and then found the work done
+    report = json.loads(out2)
+    assert report["channels"]["text"]["unchanged"] == N_ITEMS  # and then found the work done
+    assert report["lock_wait_s"] > 0
     ds = _dataset(tools)
     index = _open(tmp_path, tools)
     assert index.location == str(layout(_cfg(tmp_path, tools), ds).index)

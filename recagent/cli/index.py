@@ -12,7 +12,9 @@ def _open(run: Run, dataset: str | None, chroma_url: str | None):
     from recagent.retrieval import ItemIndex
 
     ds = load_dataset(run.config, dataset, log_fn=run.log)
-    return ds, ItemIndex.open(run.config, ds, chroma_url=chroma_url, log_fn=run.log)
+    # waiting for another process's build is said on stderr even with --json (else it looks hung)
+    waiting = None if run.quiet else (lambda msg: click.echo(msg, err=True))
+    return ds, ItemIndex.open(run.config, ds, chroma_url=chroma_url, log_fn=waiting)
 
 
 _dataset_opt = click.option("--dataset", default=None, help="Data set name (default: data.dataset, i.e. ml-100k).")
