@@ -124,6 +124,27 @@ def ndcg_torch(logits, cand, tgt, k: int = 10) -> "Any":
     return torch.where(n_rel > 0, dcg / ideal.clamp(min=1e-9), torch.zeros_like(dcg))
 
 
+def shortlist(feats: tuple, sl: ChannelSlice, rows: np.ndarray, n: int, chunk: int = 256) -> tuple:
+    """``(X, M, ctx, cand, targets)`` of ``rows`` restricted to each user's ``n`` best candidates
+    by the summed rank gains of ``sl``'s channels (training only: the net is pointwise and the
+    features were normalised over all candidates, so scores on the shortlist equal the full
+    ones; targets outside it are dropped). ``n`` of 0 (or >= the item count) keeps everything."""
+    X, M, ctx, cand, tgt = feats
+    rows = np.asarray(rows)
+    if not n or n >= X.shape[1]:
+        return X[rows], M[rows], ctx[rows], cand[rows], tgt[rows]
+    C = M.shape[2]
+    gain_cols = [C + c for c in sl.masks]
+    parts = []
+    for s in range(0, len(rows), chunk):
+        r = rows[s:s + chunk]
+        g = np.where(cand[r], X[r][:, :, gain_cols].sum(-1), -np.inf)
+        idx = np.sort(np.argpartition(-g, n - 1, axis=1)[:, :n], axis=1)
+        parts.append((np.take_along_axis(X[r], idx[:, :, None], 1), np.take_along_axis(M[r], idx[:, :, None], 1),
+                      ctx[r], np.take_along_axis(cand[r], idx, 1), np.take_along_axis(tgt[r], idx, 1)))
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(5))
+
+
 def train_net(feats: tuple, sl: ChannelSlice, train_rows: np.ndarray, val_rows: np.ndarray, params: dict,
               log: Callable[[str], None] | None = None):
     """Train one gated net on full features ``(X, M, ctx, cand, targets)``; early stopping on
@@ -134,7 +155,9 @@ def train_net(feats: tuple, sl: ChannelSlice, train_rows: np.ndarray, val_rows: 
         sl: the channels this net reads.
         train_rows / val_rows: user rows to train on / to stop on.
         params: ``hidden``, ``mlp``, ``lr``, ``weight_decay``, ``epochs``, ``patience``,
-            ``batch_users``, ``seed``, optional ``loss`` ("softmax" | "topn") and ``topn``.
+            ``batch_users``, ``seed``, optional ``loss`` ("softmax" | "topn"), ``topn`` and
+            ``train_top`` (train and stop on each user's shortlist of that many candidates, see
+            :func:`shortlist`; 0 = all).
     Returns:
         ``(net, info)`` with the best net (by held-out NDCG@10) and training facts.
     """
@@ -142,13 +165,16 @@ def train_net(feats: tuple, sl: ChannelSlice, train_rows: np.ndarray, val_rows: 
 
     torch.manual_seed(params["seed"])
     rng = np.random.default_rng(params["seed"])
-    cand, targets = feats[3], feats[4]
     net = build_net(len(sl.channels), params["hidden"], params["mlp"])
     opt = torch.optim.Adam(net.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
-    train_rows = np.asarray(train_rows)[targets[train_rows].any(1)]
-    val_rows = np.asarray(val_rows)[targets[val_rows].any(1)] if len(val_rows) else np.asarray(val_rows)
-    xv, mv, cv = take(feats, sl, val_rows) if len(val_rows) else (None, None, None)
-    cand_v, tgt_v = torch.from_numpy(cand[val_rows]), torch.from_numpy(targets[val_rows])
+    top = int(params.get("train_top", 0) or 0)
+    fv = shortlist(feats, sl, val_rows, top)
+    feats = shortlist(feats, sl, train_rows, top)
+    cand, targets = feats[3], feats[4]
+    train_rows = np.flatnonzero(targets.any(1))
+    val_rows = np.flatnonzero(fv[4].any(1))
+    xv, mv, cv = take(fv, sl, val_rows) if len(val_rows) else (None, None, None)
+    cand_v, tgt_v = torch.from_numpy(fv[3][val_rows]), torch.from_numpy(fv[4][val_rows])
     loss_kind, topn = params.get("loss", "softmax"), int(params.get("topn", 50))
     stop, ep, loss = EarlyStopping(params["patience"], min_delta=1e-5), 0, None
     for ep in range(1, params["epochs"] + 1):

@@ -239,3 +239,18 @@ def test_eval_says_what_fusion_serves_on_a_one_channel_shop(tmp_path, monkeypatc
     assert out["fusion_serves"] and max(sel.values()) >= max(v for k, v in sel.items() if k in ("pop", "ease"))
     r = CliRunner().invoke(cli, ["eval"] + opts)
     assert "fusion serves:" in r.output
+
+
+def test_training_on_shortlists_learns_the_same_and_scores_match_the_full_features():
+    from recagent.ranking.fusion_net import shortlist
+
+    X, M, ctx, cand, tg = synthetic()
+    rows = np.arange(240, 300)
+    net, _ = train_net((X, M, ctx, cand, tg), SL2, np.arange(240), rows, {**PARAMS, "train_top": 10})
+    assert _holdout_ndcg(net, X, M, ctx, cand, tg, rows) > 0.7
+    Xs, Ms, cs, cands, tgs = shortlist((X, M, ctx, cand, tg), SL2, rows, 10)
+    assert Xs.shape == (60, 10, 4) and tgs.sum() <= tg[rows].sum()
+    full = forward(net, (X, M, ctx), SL2, rows)
+    short = forward(net, (Xs, Ms, cs), SL2)
+    for r in range(len(rows)):                          # pointwise net: the same items score the same
+        assert np.abs(short[r][:, None] - full[r][None, :]).min(1).max() < 1e-5
