@@ -319,12 +319,18 @@ def template_sentence(s: FactSheet, variant: int = 0, nouns: Nouns = Nouns()) ->
     noun = nouns.item
     if s.neighbours and s.liked:
         n = s.neighbours[0]
+        x = n["title"]
         shared = " and ".join(n["shared"][:2])
-        label = shared or genre
-        pick = f"{_article(label)} {label} pick{when}" if label else f"a pick{when}"
-        text = [f'{pick.capitalize()} like "{n["title"]}", which you liked.',
-                f'It shares {label or "a lot"} with "{n["title"]}", one of your likes.',
-                f'If "{n["title"]}" was your kind of {noun}, this {label + " " if label else ""}{noun}{when} should be too.'][v]
+        if shared:  # only what the two really share is claimed
+            text = [f'{_article(shared).capitalize()} {shared} pick{when} like "{x}", which you liked.',
+                    f'It shares {shared} with "{x}", one of your likes.',
+                    f'If "{x}" was your kind of {noun}, this {shared} {noun}{when} should be too.'][v]
+        else:  # a neighbour by era or by description, not by category
+            link = "described much like" if n.get("similar_text") else "from the same decade as"
+            kind = f"{genre} {noun}" if genre else noun
+            text = [f'{_article(kind).capitalize()} {kind}{when}, {link} "{x}", which you liked.',
+                    f'This {kind}{when} is {link} "{x}", one of your likes.',
+                    f'You liked "{x}"; this {kind}{when} is {link} it.'][v]
     else:
         kind = f"{genre} {noun}" if genre else noun
         text = [f"{_article(kind).capitalize()} {kind}{when}; {why}.",

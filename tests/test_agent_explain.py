@@ -306,3 +306,17 @@ def test_every_template_variant_passes_every_check(tiny, verifier, liked):
 
     five = sheets + sheets[:1]
     assert repeated_frames([e.text for e in exp.explain(five)], verifier.vocab) == []
+
+
+def test_template_never_claims_a_category_the_neighbour_does_not_share(tiny, verifier):
+    """Regression: a same-era neighbour with no shared category read 'It shares Breakfast Cereal
+    with "Sea Salt Tortilla Chips"' (the item's own category, claimed as shared)."""
+    idx = tiny.item_index
+    # u likes only i5 (Horror, 1980); i2 (Sci-Fi|Action, 1984) is its neighbour by era alone
+    sheet = build_fact_sheets(tiny.catalog, [(idx["i2"], "neighbours")], [idx["i5"]], Evidence(tiny))[0]
+    n = sheet.neighbours[0]
+    assert n["title"] == "Haunted Manor" and n["shared"] == [] and n["same_era"]
+    for v in range(3):
+        text = template_sentence(sheet, v)
+        assert "shares" not in text and " like \"" not in text, text
+        assert "same decade" in text and verifier.check(text, sheet.facts()).ok, text
