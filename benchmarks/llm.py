@@ -11,8 +11,8 @@
 - concurrency: two sessions each generating a batch of 5 at once (wall time against one alone).
 - stop: seconds from a Stop request to the generation's return.
 - chat (``--chat``): one fresh chat process per backend, started together: time to ready, and
-  ``--reps`` x (new-user session, known-user-42 session): session start, the session's first turn
-  and a later turn (5 LLM-written reasons each), the first LLM token inside a turn, the process's
+  ``--reps`` x (new-user session, known-user session: users 42, 43, ... so no profile is cached):
+  session start, the session's first turn and a later turn (5 LLM-written reasons each), the first LLM token inside a turn, the process's
   very first turn, and its peak RSS; the speed-up of each backend over transformers fp32.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/llm.py [--reps 5] [--chat] [--only speed,quality,...]
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--candidates", default="hf-fp32,hf-dynint8,ct2-int8,ct2-int8_float32,ct2-float32")
     ap.add_argument("--chat", action="store_true", help="also time whole chat turns in fresh processes per backend")
     ap.add_argument("--chat-backends", default="ct2,ct2@2,hf", help="backend[@threads]; default threads: $OMP_NUM_THREADS")
+    ap.add_argument("--max-seconds", type=float, default=600.0,
+                    help="chat: agent.max_seconds (the default 20 s budget cuts slow backends' reasons to templates on a busy machine)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
         if "stop" in only:
             out["stop"] = stop_latency(cfg, args.reps)
     if args.chat:
-        out["chat"] = chat(args.chat_backends.split(","), args.reps)
+        out["chat"] = chat(args.chat_backends.split(","), args.reps, args.max_seconds)
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(out, indent=2))
     return out
@@ -274,10 +276,10 @@ def stop_latency(cfg, reps: int) -> dict:
 
 
 # -- whole chat turns ---------------------------------------------------------------------------
-def chat(backends: list[str], reps: int) -> dict:
+def chat(backends: list[str], reps: int, max_seconds: float) -> dict:
     """One fresh chat process per backend, all started together (they share the machine's load);
     in each, ``reps`` x (a new-user session and a known-user-42 session, 2 turns each)."""
-    procs = {b: subprocess.Popen([sys.executable, __file__, "--child", f"{b}:{reps}"], stdout=subprocess.PIPE,
+    procs = {b: subprocess.Popen([sys.executable, __file__, "--child", f"{b}:{reps}:{max_seconds}"], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True, env={**os.environ}) for b in backends}
     out: dict = {}
     for b, p in procs.items():
@@ -295,12 +297,13 @@ def chat(backends: list[str], reps: int) -> dict:
 
 def chat_child(spec: str) -> dict:
     """One chat process: build the agent as `recagent chat` does, then sessions and turns."""
-    backend, reps = spec.split(":")
+    backend, reps, max_seconds = spec.split(":")
     backend, _, threads = backend.partition("@")
     t_start = time.perf_counter()
     from recagent.config import load_config
 
-    cfg = load_config(overrides=[f"models.llm_backend={backend}"] + ([f"models.threads={threads}"] if threads else []))
+    cfg = load_config(overrides=[f"models.llm_backend={backend}", f"agent.max_seconds={max_seconds}"]
+                      + ([f"models.threads={threads}"] if threads else []))
     if threads:
         import torch
 
@@ -328,8 +331,8 @@ def chat_child(spec: str) -> dict:
     llm._generate = timed
     rows: dict[str, list[float]] = {}
     reasons = []
-    for _ in range(int(reps)):
-        for who, user in (("new", None), ("known", "42")):
+    for rep in range(int(reps)):
+        for who, user in (("new", None), ("known", str(42 + rep))):  # a user whose profile is not cached yet
             t0 = time.perf_counter()
             s = agent.new_session(user)
             rows.setdefault(f"{who}_session_start_s", []).append(time.perf_counter() - t0)
