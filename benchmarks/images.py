@@ -240,9 +240,7 @@ def part_fusion(cfg, enc, ds70, work: Path, n_items: int, n_users: int, log) -> 
             has_image[order[r]] = True
         split = make_split(ds, "B")
         users_t = split.users
-        trv = History.concat(History.from_frame(split.train, split.n_users, split.n_items),
-                             History.from_frame(split.valid, split.n_users, split.n_items),
-                             n_users=split.n_users, n_items=split.n_items)
+        trv = History.concat(split.train, split.valid, n_users=split.n_users, n_items=split.n_items)
         variants = {
             "with_images": (["itemknn", "text_hist", "image_hist", "pop"], True),
             "without_images": (["itemknn", "text_hist", "pop"], False),
@@ -338,12 +336,16 @@ def main(argv: list[str] | None = None) -> None:
     enc.checkpoint_path = str(ckpt)
     ds = load_dataset(cfg, "fashion-mnist")
     test_img = None
+    partial = work / "results.partial.json"
     if "zeroshot" in parts:
         out["zeroshot"], test_img = part_zeroshot(enc, ds, log)
+        partial.write_text(json.dumps(out, indent=1, default=str))
     if "search" in parts:
         out["search"] = part_search(cfg, enc, work, log)
+        partial.write_text(json.dumps(out, indent=1, default=str))
     if "index" in parts:
         out["index_70k"] = part_index(cfg, enc, ds, test_img, work, args.queries, log)
+        partial.write_text(json.dumps(out, indent=1, default=str))
     if "fusion" in parts:
         out["fusion_synthetic"] = part_fusion(cfg, enc, ds, work, args.fusion_items, args.fusion_users, log)
     out["machine"]["load_avg_end"] = _load_avg()
