@@ -195,3 +195,18 @@ def test_done_when_tiny_recipe_domain_killed_in_lora_resumes_and_chats(tmp_path,
             assert it.title in titles
             named = {ds.catalog.items["title"].iloc[r] for r in agent.verifier.named_items(it.reason)}
             assert named <= titles, it.reason
+
+
+def test_report_metrics_by_hand():
+    import numpy as np
+
+    from recagent.finetune.report import distinct_n, problem_kind, recall_at
+
+    scores = np.array([0.9, 0.8, 0.7, 0.1, 0.0])
+    # top-2 after excluding item 0 = {1, 2}; relevant {2, 4}: 1 of 2
+    assert recall_at(scores, [0], [2, 4], k=2) == 0.5
+    assert recall_at(scores, [], [], k=2) == 0.0
+    # "a b a b" has bigrams ab, ba, ab -> 2 distinct of 3
+    assert distinct_n(["a b a b"]) == 2 / 3 and distinct_n([]) == 0.0
+    assert problem_kind(["claims 'you liked', but the user has liked nothing yet", "gives 'X' as its own reason",
+                         "fragment: 'X.' has no verb", "says 1999"]) == {"false_claim", "self_reference", "fragment"}
