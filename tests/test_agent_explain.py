@@ -5,10 +5,7 @@ from __future__ import annotations
 import pytest
 
 from recagent.agent.explain import Evidence, Explainer, build_fact_sheets, clean, template_sentence
-try:
-    from fakes import FakeLLM
-except ImportError:  # until tests/fakes.py lands
-    from recagent.agent.llm import FakeLLM
+from fakes import FakeLLM
 from recagent.agent.profile import ProfileSummarizer, template_prose
 from recagent.agent.verify import Facts, Verifier
 from recagent.agent.vocab import CatalogVocab

@@ -11,10 +11,7 @@ import pytest
 from recagent.agent.agent import INJECTION_NOTE, Agent
 from recagent.agent.config import AgentConfig
 from recagent.agent.session import SessionState
-try:
-    from fakes import FakeLLM
-except ImportError:  # until tests/fakes.py lands
-    from recagent.agent.llm import FakeLLM
+from fakes import FakeLLM
 from recagent.agent.ranker import Candidate, CandidateRanker, SimpleRanker
 from recagent.retrieval.encoders import HashEncoder
 
