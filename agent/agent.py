@@ -147,13 +147,13 @@ class Agent:
                                                    [idx[i] for i in session.dislikes if i in idx]).to_dict()
         query = self._query_text(session, parsed.free_text)
         exclude = self._exclude(session)
-        cands, notes = self._rank(session, query, exclude)
+        cands, notes, used = self._rank(session, query, exclude)
         if parsed.ask and not parsed.injection:
             missing = self.vocab.unmatched_words(parsed.ask)
             if missing:
                 said = " or ".join(f"“{w}”" for w in missing[:3])
                 notes = [f"Nothing in the catalog mentions {said}, so these are the closest matches."] + notes
-        head = self._header(session, parsed, len(cands), notes)
+        head = self._header(session, parsed, len(cands), notes, used)
         user = user_history(self.ds, session, s.like_threshold)
         history, liked_in_log = user.liked, set(user.liked_in_log)
         sheets = build_fact_sheets(self.ds.catalog, [(c.item_idx, c.channel) for c in cands], history, self.evidence,
@@ -205,13 +205,18 @@ class Agent:
         order (history, collaborative signals) chooses among them, and fills up with the rest
         only when too few match. Without this a known user's history drowns the request."""
         k, c = session.list_size(self.settings.k), session.constraints
+        era = c.year_min is not None or c.year_max is not None
+        cats = self.vocab.nouns.categories
         tries = [(c, [])]
-        if c.year_min is not None or c.year_max is not None:
+        if era:
             tries.append((Constraints(c.include, c.exclude, exclude_words=c.exclude_words),
                           ["No match in that era, so I widened it."]))
         if c.include:
+            tries.append((Constraints([], c.exclude, c.year_min, c.year_max, c.exclude_words),
+                          [f"Nothing matched every wish, so I relaxed the {cats}."]))
+        if c.include and era:
             tries.append((Constraints([], c.exclude, exclude_words=c.exclude_words),
-                          [f"Nothing matched every wish, so I relaxed the {self.vocab.nouns.categories}."]))
+                          [f"Nothing matched every wish, so I relaxed the era and the {cats}."]))
         matching = self.vocab.matching_rows(session.ask) if session.ask else set()
         off_ask = set(range(self.ds.n_items)) - matching if matching else set()
         for cons, notes in tries:
@@ -220,16 +225,16 @@ class Agent:
                 taken = {cand.item_idx for cand in cands}
                 cands = list(cands) + self.ranker.rank(session, query, k - len(cands), exclude | taken, cons)
             if cands:
-                return cands[:k], notes
-        return [], ["Nothing left in the catalog matches; try removing a constraint."]
+                return cands[:k], notes, cons
+        return [], ["Nothing left in the catalog matches; try removing a constraint."], c
 
-    def _header(self, session: SessionState, parsed, n: int, notes: list[str]) -> str:
+    def _header(self, session: SessionState, parsed, n: int, notes: list[str], used: Constraints) -> str:
         parts = []
         if parsed.injection:
             parts.append(INJECTION_NOTE)
         parts += notes
         if n:
-            want = session.constraints.describe()
+            want = used.describe()  # what these picks meet (a relaxed try says so in its note)
             like = [self.ds.catalog.title(i) for i in session.likes[-2:] if i in self.ds.item_index]
             what = f"Here are {n} picks" + (f" ({want})" if want else "")
             if like:

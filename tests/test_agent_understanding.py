@@ -171,3 +171,20 @@ def test_exclude_words_persist_and_round_trip(grocery):
     assert again.constraints.exclude_words == ["frozen"]
     r = agent.respond(again, "breakfast")
     assert r.items and not any("frozen" in grocery.catalog.get(i.item_id)["text"].lower() for i in r.items)
+
+
+def test_a_relaxed_reply_describes_what_its_picks_meet(grocery):
+    """Regression: after relaxing the categories the header still said "(Breakfast Cereal, up to
+    2000, ...)" above cheese from 2014."""
+    agent = make_agent(grocery, k=3)
+    s = agent.new_session()
+    agent.respond(s, "breakfast cereal")
+    r = agent.respond(s, "older than 1990")  # no cereal that old: the era or the aisle has to give
+    head = r.text.splitlines()[0]
+    assert "relaxed" in head or "widened" in head, head
+    for it in r.items:
+        row = grocery.catalog.get(it.item_id)
+        if "up to 1989" in head:
+            assert row["year"] <= 1989, head
+        if "Breakfast Cereal" in head.split("Here are")[-1]:
+            assert "Breakfast Cereal" in row["categories"], head
