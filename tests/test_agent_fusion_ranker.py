@@ -18,6 +18,11 @@ from recagent.retrieval import HashEncoder, ItemIndex
 
 @pytest.fixture
 def ranker(tiny, tmp_path):
+    return tiny_fusion_ranker(tiny, tmp_path)
+
+
+def tiny_fusion_ranker(tiny, tmp_path) -> FusionCandidateRanker:
+    """A real Chroma index of the tiny catalog (hash encoder) and a small FusionRanker on its log."""
     cfg = load_config(overrides=[f"paths.runs_dir={tmp_path / 'runs'}"])
     enc = HashEncoder(64)
     index = ItemIndex.open(cfg, "tiny", text_encoder=enc, clip_encoder=None)

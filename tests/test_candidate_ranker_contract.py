@@ -68,21 +68,6 @@ class TestSimpleRanker(CandidateRankerContract):
 class TestFusionCandidateRanker(CandidateRankerContract):
     @pytest.fixture
     def ranker(self, tiny, tmp_path):
-        from recagent.agent.fusion_ranker import FusionCandidateRanker
-        from recagent.config import load_config
-        from recagent.data import make_split
-        from recagent.ranking.base import History
-        from recagent.ranking.baselines import EASE
-        from recagent.ranking.fusion import FusionRanker
-        from recagent.retrieval import ItemIndex
+        from test_agent_fusion_ranker import tiny_fusion_ranker
 
-        cfg = load_config(overrides=[f"paths.runs_dir={tmp_path / 'runs'}"])
-        enc = HashEncoder(64)
-        index = ItemIndex.open(cfg, "tiny", text_encoder=enc, clip_encoder=None)
-        index.build(tiny)
-        split = make_split(tiny, "B")
-        tr = History.from_frame(split.train, split.n_users, split.n_items)
-        emb = enc.embed_texts([tiny.catalog.describe(i) for i in range(len(tiny.catalog))])
-        fusion = FusionRanker(hidden=4, epochs=3, patience=1, holdout=0.34)
-        fusion.fit(split, base_models={"ease": EASE(reg=1.0).fit(tr)}, text_emb=emb)
-        return FusionCandidateRanker(tiny, index, fusion, per_channel=8)
+        return tiny_fusion_ranker(tiny, tmp_path)
