@@ -153,6 +153,9 @@ def finetune(cfg: Any, out: str | Path, *, dataset: str | None = None, items: st
                          merged_dir=lay.merged, steps=steps, resume=True, quiet=quiet, log_fn=log_fn)
         record_run(cfg, lay.adapter, "recagent finetune (lora)", {"data_hash": meta["data_hash"]})
         fast = _convert_fast(lay.merged, log_fn)
+        # the run's config.toml now names the tuned model: whatever serves the run (chat --run reads
+        # config.toml) gets the merged model, for either backend
+        run_config(cfg, lay.root).save(lay.root / "config.toml")
         return {k: v for k, v in res.items() if k != "losses"} | {"fast_backend": fast}
 
     def evaluate() -> dict:
