@@ -453,10 +453,17 @@ class ItemIndex:
     def _text_encoder_name(self) -> str:
         if self._text is not _UNSET:
             return getattr(self._text, "name", "")
+        from recagent.errors import RecagentError
+        from recagent.models import resolve_model
         from recagent.retrieval.encoders import TextEncoder
 
         m = getattr(self.cfg, "models", None)
-        return TextEncoder.name_for(m.text_encoder) if m is not None else ""
+        if m is None:
+            return ""
+        try:  # the name TextEncoder.from_config would give, without loading the model
+            return TextEncoder.name_for(resolve_model(m.text_encoder, self.cfg.paths.cache, pull=False))
+        except RecagentError:
+            return ""  # not cached: loading it will say so
 
     def _clip_configured(self) -> bool:
         if self._clip is not _UNSET:
