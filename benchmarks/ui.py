@@ -151,13 +151,12 @@ def main(argv: list[str] | None = None) -> dict:
     users = [u for u, _ in backend.users()][:50]
     result: dict = {
         "benchmark": "ui", "backend": backend.name + ("-no-llm" if args.real and args.no_llm else ""),
-        "ranker": type(getattr(getattr(backend, "agent", None), "ranker", None)).__name__ if args.real else "fake",
+        "ranker": "fake",
         "dataset": args.dataset, "sessions": args.sessions, "messages_per_session": args.messages,
         "backend_load_s": round(load_s, 2), "cpus": os.cpu_count(),
     }
     if args.real:
-        inner = getattr(backend.agent.ranker, "inner", backend.agent.ranker)
-        result["ranker"] = type(inner).__name__
+        result["ranker"] = type(backend.agent.ranker).__name__
     reference = None
     if args.check_alone:
         reference, wall = alone(backend, cfg, args.sessions, args.messages, users)

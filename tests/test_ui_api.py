@@ -75,9 +75,9 @@ def test_api_sessions_are_separate_and_errors_are_messages(server):
 def _tiny_agent_backend(tiny):
     from recagent.agent.agent import Agent
     from recagent.agent.ranker import SimpleRanker
-    from recagent.ui.agent_backend import AgentBackend, ChannelRecorder
+    from recagent.ui.agent_backend import AgentBackend
 
-    return AgentBackend(Agent(tiny, llm=None, ranker=ChannelRecorder(SimpleRanker(tiny))), tiny)
+    return AgentBackend(Agent(tiny, llm=None, ranker=SimpleRanker(tiny)), tiny)
 
 
 def test_agent_backend_turn_feedback_and_constraints(tiny):
@@ -186,13 +186,13 @@ def test_concurrent_sessions_get_what_they_would_alone(cfg, tmp_path_factory):
     from concurrent.futures import ThreadPoolExecutor
 
     from recagent.agent.service import build_agent, select_ranker
-    from recagent.ui.agent_backend import AgentBackend, ChannelRecorder
+    from recagent.ui.agent_backend import AgentBackend
     from recagent.ui.serve import free_port, launch
 
     ds = _pantry(tmp_path_factory.mktemp("pantry"))
     c2 = cfg.replace("agent", explain_with_llm=False, profile_with_llm=False, ranker="fusion")
-    ranker = ChannelRecorder(select_ranker(c2, ds))
-    assert type(ranker.inner).__name__ == "FusionCandidateRanker", "the shared fusion model is what is tested"
+    ranker = select_ranker(c2, ds)
+    assert type(ranker).__name__ == "FusionCandidateRanker", "the shared fusion model is what is tested"
     be = AgentBackend(build_agent(c2, ds, ranker=ranker), ds)
     srv = launch(be, c2, port=free_port(), block=False, known_users=True)
     assert c2.ui.concurrency >= 2
@@ -236,9 +236,9 @@ def _slow_llm(delay: float = 0.0):
 def _llm_backend(tiny, delay: float = 0.0):
     from recagent.agent.agent import Agent
     from recagent.agent.ranker import SimpleRanker
-    from recagent.ui.agent_backend import AgentBackend, ChannelRecorder
+    from recagent.ui.agent_backend import AgentBackend
 
-    return AgentBackend(Agent(tiny, llm=_slow_llm(delay), ranker=ChannelRecorder(SimpleRanker(tiny))), tiny)
+    return AgentBackend(Agent(tiny, llm=_slow_llm(delay), ranker=SimpleRanker(tiny)), tiny)
 
 
 def test_cards_come_before_their_reasons(tiny):
@@ -251,7 +251,8 @@ def test_cards_come_before_their_reasons(tiny):
     final = ups[-1]
     assert final.done and [c.item_id for c in final.cards] == ids, "the early cards are the reply's items"
     assert all(c.reason and not c.pending for c in final.cards)
-    assert [c.scores for c in final.cards] == [c.scores for c in early], "channel scores computed once"
+    assert [c.scores for c in final.cards] == [c.scores for c in early], "the early cards carry the same why-this shares"
+    assert all(len(c.scores) >= 2 for c in final.cards), "each channel's share, from the reply itself"
     filled = [u for u in ups[first + 1:-1] if u.cards is not None]
     assert filled and sum(not c.pending for c in filled[0].cards) >= 1, "reasons fill in one by one"
 

@@ -1,58 +1,20 @@
 """`AgentBackend`: the `ChatBackend` the UI uses in production, an adapter over
 `recagent.agent.Agent` (one agent per process, shared by every session; each session's
-`SessionState` travels as a plain dict in the UI's `gr.State`).
+`SessionState` travels as a plain dict in the UI's `gr.State`; nothing per session is kept here).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
-import numpy as np
 
 from recagent.errors import ConfigError, RecagentError
 from recagent.ui.backend import FEEDBACK_KINDS, Card, ProfileView, TurnUpdate, constraint_chips, drop_constraint
 
 log = logging.getLogger("recagent.ui")
-
-
-class ChannelRecorder:
-    """Wraps the agent's `CandidateRanker` to remember each turn's query, so the UI can show
-    every channel's score behind "why this?" (the ranker itself reports only the top channel).
-
-    Args:
-        ranker: the agent's ranker (a `SimpleRanker` gets a full breakdown; others report the
-            channel and score of each candidate).
-    """
-
-    def __init__(self, ranker):
-        self.inner = ranker
-        self._queries: dict[int, str] = {}
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:  # evidence, emb, ... as the agent expects
-        return getattr(self.inner, name)
-
-    def rank(self, state, query_text, k, exclude, constraints):
-        with self._lock:
-            self._queries[id(state)] = query_text
-        return self.inner.rank(state, query_text, k, exclude, constraints)
-
-    def pop_query(self, state) -> str | None:
-        with self._lock:
-            return self._queries.pop(id(state), None)
-
-    def channels(self, state, query: str | None, rows: list[int]) -> list[dict[str, float]] | None:
-        """Weighted per-channel scores of catalog ``rows`` from a ranker that exposes them
-        (``SimpleRanker.channel_scores``); None for other rankers."""
-        if not hasattr(self.inner, "channel_scores") or not rows:
-            return None
-        idx = np.asarray(rows)
-        parts = self.inner.channel_scores(state, query or "")
-        return [{c: round(float(v[i]), 4) for c, v in parts.items()} for i in idx]
 
 
 class AgentBackend:
@@ -74,7 +36,6 @@ class AgentBackend:
         self.agent = agent
         self.ds = dataset
         self.catalog = dataset.catalog
-        self.recorder = agent.ranker if isinstance(agent.ranker, ChannelRecorder) else None
         self.user_attributes = user_attributes
         self.thumbs = thumbs or Thumbnails()
         self.media_dirs = [str(self.thumbs.root)]
@@ -100,7 +61,7 @@ class AgentBackend:
             cfg = _run_config(run, cfg)
         ds = load_dataset(cfg, dataset, log_fn=say)
         say(f"loading the agent for {ds.name} (LLM {cfg.models.llm}, encoder {cfg.models.text_encoder}) ...")
-        ranker = ChannelRecorder(select_ranker(cfg, ds))
+        ranker = select_ranker(cfg, ds)
         thumbs = Thumbnails(layout(cfg, ds, run).cache / "thumbs")
         return cls(build_agent(cfg, ds, ranker=ranker), ds, thumbs=thumbs,
                    user_attributes=bool(getattr(cfg.ui, "user_attributes", False)))
@@ -153,29 +114,22 @@ class AgentBackend:
         session = SessionState.from_dict(copy.deepcopy(state))
         stream = self.agent.respond_stream(session, message)
         text = ""
-        query = None
         cards: list[Card] | None = None
-        try:
-            for piece in stream:
-                text += piece
-                if cards is None and stream.ranked is not None:
-                    query = self.recorder.pop_query(session) if self.recorder else None
-                    cards = self._cards(session, query, stream.ranked, pending=True)
-                    yield TurnUpdate(text=text, cards=[Card(**c.to_dict()) for c in cards])  # snapshots: filled below
-                    continue
-                if cards and _fill_reason(cards, stream.ranked or [], piece):
-                    yield TurnUpdate(text=text, cards=[Card(**c.to_dict()) for c in cards])
-                    continue
-                yield TurnUpdate(text=text)
-        finally:
-            if cards is None and self.recorder:
-                query = self.recorder.pop_query(session)
+        for piece in stream:
+            text += piece
+            if cards is None and stream.ranked is not None:
+                cards = self._cards(stream.ranked, pending=True)
+                yield TurnUpdate(text=text, cards=[Card(**c.to_dict()) for c in cards])  # snapshots: filled below
+                continue
+            if cards and _fill_reason(cards, piece):
+                yield TurnUpdate(text=text, cards=[Card(**c.to_dict()) for c in cards])
+                continue
+            yield TurnUpdate(text=text)
         reply = stream.reply
         if reply is None:
             raise RecagentError("the agent stopped before finishing its reply; send the message again.")
         new = session.to_dict()
-        final = self._cards(session, query, reply.items, scores_from=cards)
-        yield TurnUpdate(text=reply.text, done=True, cards=final, profile=self.profile(new), state=new)
+        yield TurnUpdate(text=reply.text, done=True, cards=self._cards(reply.items), profile=self.profile(new), state=new)
 
     def feedback(self, state: dict, item_id: str, kind: str) -> dict:
         from recagent.agent.dialogue import Feedback, Parsed, SessionState
@@ -201,33 +155,21 @@ class AgentBackend:
         return state
 
     # -- helpers ---------------------------------------------------------------------------
-    def _cards(self, session, query: str | None, items, pending: bool = False,
-               scores_from: list[Card] | None = None) -> list[Card]:
-        """Cards for reply items; ``scores_from``: early cards of the same turn whose channel
-        scores are reused (computed once per turn)."""
-        known = {c.item_id: c.scores for c in scores_from or []}
-        rows = [self.catalog.index[it.item_id] for it in items]
-        channels = None
-        if not all(it.item_id in known for it in items):
-            try:
-                channels = self.recorder.channels(session, query, rows) if self.recorder else None
-            except Exception:  # the breakdown is a nicety; never lose a reply over it
-                log.warning("channel breakdown failed; showing the top channel only", exc_info=True)
+    def _cards(self, items, pending: bool = False) -> list[Card]:
+        """Cards for reply items; "why this?" shows each channel's share of the score, carried
+        by the reply itself (``ReplyItem.channels``), else the channel that found the item."""
         cards = []
-        for j, it in enumerate(items):
-            rec = self.catalog.row(rows[j])
-            if it.item_id in known:
-                scores = known[it.item_id]
-            else:
-                scores = channels[j] if channels else {}
-                scores = {**scores, "score": float(it.score)} if scores else {it.channel: float(it.score)}
+        for it in items:
+            rec = self.catalog.row(self.catalog.index[it.item_id])
+            shares = dict(getattr(it, "channels", None) or {})
+            scores = {**shares, "score": float(it.score)} if shares else {it.channel: float(it.score)}
             cards.append(Card(item_id=it.item_id, title=it.title, year=it.year, categories=list(it.categories),
                               image_path=self.thumbs.get(rec.get("image_path")), reason=it.reason, scores=scores,
                               pending=pending and not it.reason))
         return cards
 
 
-def _fill_reason(cards: list[Card], ranked, piece: str) -> bool:
+def _fill_reason(cards: list[Card], piece: str) -> bool:
     """Put the reason of one streamed item line (``"\nN. Title (year) — reason"``) on its card."""
     line = piece.lstrip("\n")
     num, dot, rest = line.partition(". ")
