@@ -405,3 +405,14 @@ def test_search_rejects_bad_numbers_with_one_error_line(args):
     assert res.exit_code == 2
     errors = [ln for ln in res.output.splitlines() if ln.startswith("Error:")]
     assert len(errors) == 1 and ("--k" in errors[0] or "--year-min" in errors[0]) and "Traceback" not in res.output
+
+
+def test_encoder_change_is_stale_and_delete_leaves_nothing(tools, tmp_path):
+    ds = _dataset(tools)
+    _open(tmp_path, tools).build(ds)
+    other = ItemIndex.open(_cfg(tmp_path, tools), ds, text_encoder=HashEncoder(32, name="hash-32"), clip_encoder=None)
+    h = other.health(ds)
+    assert h.state == "stale" and "embedded with hash, the text encoder is now hash-32" in h.detail
+    other.delete()
+    assert not Path(other.location).exists()
+    assert _open(tmp_path, tools).health(ds).state == "empty"
