@@ -76,12 +76,21 @@ def write_record(folder: Path, channels: dict[str, dict[str, Any]]) -> None:
         {"complete": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "channels": channels}, indent=1))
 
 
-def segment_problem(folder: Path) -> str | None:
+def segment_problem(folder: Path, retry_s: float = 0.2) -> str | None:
     """The first HNSW segment file whose size disagrees with its header (None: all agree).
 
     Reads only ``header.bin`` files and sizes: microseconds per segment, whatever the index size.
+    A mismatch is looked at again after ``retry_s``: Chroma itself may be rewriting a segment in
+    another reading process at that very moment.
     """
-    folder = Path(folder)
+    problem = _segment_problem(Path(folder))
+    if problem and retry_s > 0:
+        time.sleep(retry_s)
+        problem = _segment_problem(Path(folder))
+    return problem
+
+
+def _segment_problem(folder: Path) -> str | None:
     if not folder.is_dir():
         return None
     for seg in sorted(p for p in folder.iterdir() if p.is_dir() and len(p.name) == 36 and p.name.count("-") == 4):
