@@ -93,6 +93,20 @@ def part_zeroshot(enc, ds, log, caption: str = "text") -> tuple[dict, np.ndarray
         out[f"zero_shot_accuracy[{name}]"] = round(float((pred == labels).mean()), 4)
         if name == "name":
             out["per_class_accuracy"] = {c: round(float((pred[labels == k] == k).mean()), 3) for k, c in enumerate(CATEGORIES)}
+    # prompt ensemble in the catalog's caption grammar (as CLIP's 80 ImageNet templates): every
+    # cut x tone x surface sentence of a class, averaged; no test item's text is used
+    import itertools
+
+    from recagent.data.images import CLASSES
+
+    ens = []
+    for c in CLASSES:
+        e = enc.embed_texts([f"{c[2]}, {cut} cut. {t.capitalize()} tone, {sf} surface." for cut, t, sf in itertools.product(
+            ("slim", "regular", "wide"), ("dark", "mid-grey", "light"), ("plain", "patterned"))])
+        m = (e / np.linalg.norm(e, axis=1, keepdims=True)).mean(0)
+        ens.append(m / np.linalg.norm(m))
+    out["zero_shot_accuracy[class_phrase]"] = round(float(((img @ enc.embed_texts([c[2] for c in CLASSES]).T).argmax(1) == labels).mean()), 4)
+    out["zero_shot_accuracy[caption_template_ensemble]"] = round(float(((img @ np.stack(ens).T).argmax(1) == labels).mean()), 4)
     caps = _embed_unique(enc, [caption_text(t, x, caption) for t, x in zip(test["title"], test["text"])])
     for pool in (len(test), 1000):
         sims = caps[:pool] @ img[:pool].T
