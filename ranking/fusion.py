@@ -65,6 +65,8 @@ class FusionRanker(Recommender):
         loss: "softmax" over all candidates or "topn" (softmax over the top ``topn``
             candidates plus the targets), see ``fusion_net``.
         topn: candidates kept by the "topn" loss.
+        refit_folds: extra target sets from channels refit on part of train (the training
+            home's ``refit_features``); 0 = valid targets only (measured better on ML-100K A).
         train_top: train (and stop early) on each user's shortlist of this many candidates by
             the channels' summed rank gains (``fusion_net.shortlist``; 0 = all items): several
             times faster, and the top-10 is decided among them anyway.
@@ -78,13 +80,14 @@ class FusionRanker(Recommender):
     def __init__(self, channels: list | None = None, hidden: int = 16, mlp: bool = True, lr: float = 5e-3,
                  weight_decay: float = 1e-5, epochs: int = 100, patience: int = 8, holdout: float = 0.2,
                  batch_users: int = 64, recency_days: float = 14.0, extra_weights: dict | None = None,
-                 members: int = 3, loss: str = "softmax", topn: int = 50, train_top: int = 256, select: bool = True,
-                 seed: int = 2020, **kw: Any):
+                 members: int = 3, loss: str = "softmax", topn: int = 50, train_top: int = 256, refit_folds: int = 0,
+                 select: bool = True, seed: int = 2020, **kw: Any):
         super().__init__(channels=None if channels is None else list(channels), hidden=hidden, mlp=mlp, lr=lr,
                          weight_decay=weight_decay, epochs=epochs, patience=patience, holdout=holdout,
                          batch_users=batch_users, recency_days=recency_days,
                          extra_weights=dict(extra_weights or {"query": 1.0, "constraint": 3.0}), members=members,
-                         loss=loss, topn=topn, train_top=train_top, select=select, seed=seed, **kw)
+                         loss=loss, topn=topn, train_top=train_top, refit_folds=refit_folds, select=select, seed=seed,
+                         **kw)
         from recagent.errors import ConfigError
 
         unknown = [c for c in (channels or []) if c not in CHANNELS]
