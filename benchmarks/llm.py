@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
         threads = [int(t) for t in args.threads.split(",")]
         if "quality" in only:
             out["quality"] = quality(cfg, names, sheets, explainer_args)
+            print(json.dumps({"quality": out["quality"]}), file=sys.stderr, flush=True)
         if "speed" in only:
             out["speed"] = speed(cfg, names, sheets, explainer_args, threads, args.reps)
         if "concurrency" in only:
@@ -206,6 +207,7 @@ def speed(cfg, names, sheets, explainer_args, threads: list[int], reps: int) -> 
             summary[n]["speedup_batch5_vs_" + ref] = round(summary[n]["tok_s_batch5"] / summary[ref]["tok_s_batch5"], 2)
             summary[n]["speedup_single_vs_" + ref] = round(summary[n]["tok_s_single"] / summary[ref]["tok_s_single"], 2)
         out[f"threads_{th}"] = summary
+        print(json.dumps({f"speed threads_{th}": summary}), file=sys.stderr, flush=True)  # partial results
         del models
     return out
 
