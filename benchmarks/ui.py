@@ -1,6 +1,6 @@
 """Chat UI load benchmark: N simulated sessions, each sending M messages through `gradio_client`
 to a local server, all at once, at each ``ui.concurrency`` given; prints JSON with p50/p95 turn
-latency, throughput, the error count and (``--check-alone``) how many sessions got other items
+latency (full reply, and first cards on screen), throughput, the error count and (``--check-alone``) how many sessions got other items
 than the same conversation run alone (issue 9, defect 2: must be 0).
 
     .venv/bin/python benchmarks/ui.py                 # FakeBackend on ML-100K (the UI/queue overhead)
@@ -38,7 +38,7 @@ def percentile(xs: list[float], q: float) -> float:
 
 
 def conversation(url: str, sid: int, n_messages: int, users: list[str], latencies: list, errors: list,
-                 lock: threading.Lock) -> list[list[str]] | None:
+                 lock: threading.Lock, first_cards: list | None = None) -> list[list[str]] | None:
     """One session: start (every other one as a known user, when the server allows it), then
     ``n_messages`` turns. Returns the item ids of each reply (None after an error)."""
     from gradio_client import Client
@@ -55,8 +55,17 @@ def conversation(url: str, sid: int, n_messages: int, users: list[str], latencie
         msg = MESSAGES[(sid + j) % len(MESSAGES)]
         t0 = time.perf_counter()
         try:
-            out = c.predict(msg, api_name="/chat")
+            job = c.submit(msg, api_name="/chat")
+            t_cards = None
+            while not job.done():  # when the first update with cards arrives (cards come before reasons)
+                if t_cards is None and any(o.get("cards") for o in job.outputs()):
+                    t_cards = time.perf_counter() - t0
+                time.sleep(0.02)
+            out = job.result()
             dt = time.perf_counter() - t0
+            if first_cards is not None:
+                with lock:
+                    first_cards.append(t_cards if t_cards is not None else dt)
             if not (out.get("done") and out.get("reply")):
                 raise RuntimeError("incomplete reply")
             items.append([x["item_id"] for x in out["cards"]])
@@ -77,12 +86,13 @@ def load(backend, cfg, sessions: int, messages: int, concurrency: int, users: li
     c = cfg.replace("ui", concurrency=concurrency)
     srv = launch(backend, c, port=free_port(), block=False, known_users=True, warn=lambda m: None)
     latencies: list[float] = []
+    first: list[float] = []
     errors: list[str] = []
     got: list = [None] * sessions
     lock = threading.Lock()
 
     def run(sid: int) -> None:
-        got[sid] = conversation(srv.url, sid, messages, users, latencies, errors, lock)
+        got[sid] = conversation(srv.url, sid, messages, users, latencies, errors, lock, first)
 
     t1 = time.perf_counter()
     threads = [threading.Thread(target=run, args=(i,)) for i in range(sessions)]
@@ -97,6 +107,7 @@ def load(backend, cfg, sessions: int, messages: int, concurrency: int, users: li
         "p50_s": round(percentile(latencies, 50), 3), "p95_s": round(percentile(latencies, 95), 3),
         "mean_s": round(statistics.fmean(latencies), 3) if latencies else 0.0,
         "max_s": round(max(latencies), 3) if latencies else 0.0,
+        "first_cards_p50_s": round(percentile(first, 50), 3), "first_cards_p95_s": round(percentile(first, 95), 3),
         "wall_s": round(wall, 2), "turns_per_s": round(len(latencies) / wall, 3) if wall else 0.0,
         "first_errors": errors[:3],
     }
