@@ -158,6 +158,7 @@ class FusionRanker(Recommender):
             rows = np.flatnonzero(has_oof)
             self.served, table = select_served(features, rows, oof[rows], sl)
             self.info["selection"] = {"served": describe(self.served), "valid_ndcg@10": table}
+            self.info["served_valid_ndcg10"] = table[label(self.served)]
             if log:
                 log(f"fusion: serving {describe(self.served)} (out-of-fold valid ndcg@10: {table})")
         self.info["fit_seconds"] = round(time.time() - t0, 1)
@@ -380,6 +381,13 @@ def describe(served: dict) -> str:
 BLEND_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 
 
+def label(served: dict) -> str:
+    """The key of ``served`` in the selection table."""
+    kind = served.get("kind", "net")
+    return "net" if kind == "net" else served["channel"] if kind == "channel" else \
+        f"{served['channel']} + {served['weight']} x net"
+
+
 def select_served(feats: tuple, rows: np.ndarray, oof: np.ndarray, sl: ChannelSlice) -> tuple[dict, dict]:
     """Choose what to serve on validation rows ``rows``: the net (its out-of-fold scores
     ``oof``), each single channel of ``sl``, and ``best channel + a x net`` (per-user z-scored
@@ -402,9 +410,9 @@ def select_served(feats: tuple, rows: np.ndarray, oof: np.ndarray, sl: ChannelSl
         zn = oof / _user_sd(oof, cand)[:, None]
         base = channel_score(feats, best, rows)
         for a in BLEND_WEIGHTS:
-            label = f"{best} + {a} x net"
-            table[label] = nd(base + a * zn)
-            choices[label] = {"kind": "blend", "channel": best, "weight": a}
+            choice = {"kind": "blend", "channel": best, "weight": a}
+            table[label(choice)] = nd(base + a * zn)
+            choices[label(choice)] = choice
     win = max(choices, key=lambda k: (table[k], k == "net"))
     return choices[win], {k: round(v, 4) for k, v in table.items()}
 

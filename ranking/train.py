@@ -244,10 +244,12 @@ def _train_fusion(cfg: Any, t: Trained, log: Log, fusion_params: dict | None = N
         t.timings["fusion_refit_folds"] = round(time.time() - t0, 1)
     t.fusion_features, t.n_select = feats, n_valid
     fusion.fit(tr, split.valid, items=split.items, features=feats, src=src, n_select=n_valid, log=log)
-    fusion.info["valid_ndcg@10"] = fusion.info.get("holdout_ndcg10")
+    # full-ranking, out-of-fold validation NDCG@10 of what is served (the members' own
+    # early-stopping numbers are on shortlists, so higher than full ranking)
+    fusion.info["valid_ndcg@10"] = fusion.info.get("served_valid_ndcg10", fusion.info.get("holdout_ndcg10"))
     log(f"fusion: {fusion.info}")
     t.models["fusion"] = fusion
-    t.valid["fusion"] = float(fusion.info.get("holdout_ndcg10", float("nan")))
+    t.valid["fusion"] = float(fusion.info["valid_ndcg@10"] if fusion.info["valid_ndcg@10"] is not None else float("nan"))
     t.info["fusion"] = {**fusion.info, "gate_base": fusion.gate_weights()}
 
 
