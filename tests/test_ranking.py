@@ -137,7 +137,7 @@ def test_sasrec_scores_do_not_depend_on_padding():
     history (what training and scoring do) gives the same vectors as full-width padding."""
     import torch
 
-    m = SASRec(dim=8, layers=1, heads=2, max_len=12, dropout=0.0)
+    m = SASRec(dim=8, layers=1, heads=2, max_len=12, dropout=0.0, pad_mask=True)
     m.net = m._build(20)
     m.net.eval()
     x = np.zeros((2, 12), np.int64)
