@@ -84,9 +84,10 @@ def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_
     if default_user is not None and not known_users:
         raise RecagentError(f"--user {default_user}: chatting as a known user is off; add --known-users "
                             "(or set ui.known_users=true) to allow it.")
-    from recagent.ui.mailbox import Mailbox
+    from recagent.ui.mailbox import Mailbox, StopSignals
 
     box = Mailbox()  # feedback given while a reply is being written joins the turn's final state
+    stops = StopSignals()  # per-session stop events of the turns now running
     users = backend.users() if known_users else []
     choices = [("New user (no history)", NEW_USER)] + [(label, uid) for uid, label in users]
     initial = new_ui_state(backend, default_user, known_users)
@@ -173,8 +174,9 @@ def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_
                 raise gr.Error(f"Your message has {len(message)} characters; the limit is {max_message_chars}. Shorten it and send again.")
             start = ui = box.begin(dict(ui), apply_fb)
             finished = False
+            halt = stops.begin(ui["sid"])
             try:
-                for upd in backend.respond_stream(ui["s"], message):
+                for upd in _under(halt, backend.respond_stream(ui["s"], message)):
                     changed_cards = upd.cards is not None
                     if changed_cards:
                         cards = [c.to_dict() for c in upd.cards]
@@ -191,6 +193,7 @@ def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_
             except RecagentError as exc:
                 raise gr.Error(str(exc)) from None
             finally:
+                stops.end(start["sid"], halt)
                 if not finished:  # stopped or failed: queued feedback joins the state the turn started from
                     box.finish({**start, "cards": ui["cards"], "feedback": {}}, apply_fb)
 
@@ -230,7 +233,10 @@ def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_
         chat_evt = gr.on([msg.submit, send.click], ui_chat, [msg, chatbot, state],
                          [msg, chatbot, state, *profile_outs, *card_outs], api_visibility="private",
                          concurrency_id="turn", concurrency_limit=concurrency, show_progress="hidden")
-        stop.click(None, None, None, cancels=[chat_evt], queue=False, api_visibility="private")
+        # Stop ends the LLM generation itself (the event reaches every LLM call of the turn), not
+        # only the UI event: the model is free for other sessions within a fraction of a second.
+        stop.click(lambda ui: stops.stop(ui.get("sid")), [state], None, cancels=[chat_evt], queue=False,
+                   api_visibility="private")
         for i, s in enumerate(slots):
             for kind in FEEDBACK_KINDS:
                 s[kind].click(lambda ui, i=i, kind=kind: feedback(i, kind, ui), [state],
@@ -308,3 +314,18 @@ def _call(fn, *args: Any):
         import gradio as gr
 
         raise gr.Error(str(exc)) from None
+
+
+def _under(halt, gen):
+    """Iterate ``gen`` with every step inside ``stopping(halt)``: Gradio may run each step in a
+    different worker thread, so the stop context is entered per step, around the code that
+    calls the LLM."""
+    from recagent.agent.llm import stopping
+
+    while True:
+        with stopping(halt):
+            try:
+                item = next(gen)
+            except StopIteration:
+                return
+        yield item

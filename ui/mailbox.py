@@ -121,3 +121,33 @@ class Mailbox:
 
 def _with_sid(ui: dict) -> dict:
     return ui if ui.get("sid") else {**ui, "sid": uuid.uuid4().hex}
+
+
+class StopSignals:
+    """The stop event of each session's running turn: the Stop button sets it, and every LLM
+    call of the turn (run under ``agent.llm.stopping``) returns within a fraction of a second."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def begin(self, sid: str) -> threading.Event:
+        """A turn of session ``sid`` starts: its fresh stop event."""
+        ev = threading.Event()
+        with self._lock:
+            self._events[sid] = ev
+        return ev
+
+    def end(self, sid: str, ev: threading.Event) -> None:
+        with self._lock:
+            if self._events.get(sid) is ev:
+                del self._events[sid]
+
+    def stop(self, sid: str | None) -> bool:
+        """Stop session ``sid``'s running turn; False when none is running."""
+        with self._lock:
+            ev = self._events.get(sid) if sid else None
+        if ev is None:
+            return False
+        ev.set()
+        return True
