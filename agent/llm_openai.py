@@ -54,7 +54,7 @@ class OpenAIClient(LLM):
 
     def _one(self, messages: Messages, req: Request, row: int) -> str:
         stream = req.on_text is not None
-        with self._request(messages, req, stream) as resp:
+        with self._post(messages, req, stream) as resp:
             if not stream:
                 try:
                     data = json.loads(resp.read())
@@ -81,7 +81,7 @@ class OpenAIClient(LLM):
                     req.on_text(row, delta)
             return "".join(out)
 
-    def _request(self, messages: Messages, req: Request, stream: bool):
+    def _post(self, messages: Messages, req: Request, stream: bool):
         body = {"model": self.model, "messages": messages, "stream": stream,
                 "max_tokens": req.max_new_tokens, "temperature": req.temperature}
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}

@@ -225,7 +225,9 @@ def test_real_agent_chat_like_and_screenshot(browser, real_server, tmp_path):
     assert titles and all(t in catalog_titles for t in titles), "every card is a catalog item"
     cats = page.locator(".ra-slot .ra-chips").all_inner_texts()
     assert all("Horror" not in c for c in cats)
-    assert "Star Wars" in _profile(page)
+    # cards come first; the profile shows the named like once the whole reply is written
+    page.wait_for_function("() => document.querySelector('#ra-profile').innerText.includes('Star Wars')",
+                           timeout=300_000)
     page.click("#ra-like-1")
     page.wait_for_function("(t) => document.querySelector('#ra-profile').innerText.includes(t)", arg=titles[1],
                            timeout=WAIT_MS)
