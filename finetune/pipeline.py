@@ -183,30 +183,10 @@ def finetune(cfg: Any, out: str | Path, *, dataset: str | None = None, items: st
 
 
 def run_config(cfg: Any, run: str | Path) -> Any:
-    """The config that serves a finetune run: its recorded data and nouns, and its tuned LLM when
-    the LoRA stage has finished (the merged folder as ``models.llm``; the adapter alone, with the
-    transformers backend, if only that exists)."""
-    from recagent.config import load_config
-    from recagent.runs import layout
+    """The config that serves a finetune run (see `recagent.runs.run_config`)."""
+    from recagent.runs import run_config as serving_config
 
-    lay = layout(cfg, run=run)
-    saved = lay.root / "config.toml"
-    if not saved.is_file():
-        raise RunFolderError(f"{lay.root}: no config.toml; is this a `recagent finetune --out` folder? "
-                             f"Run `recagent finetune ... --out {lay.root}` first.")
-    rc = load_config(saved)
-    rc = rc.replace("paths", cache_dir=str(cfg.paths.cache))
-    if (lay.merged / "config.json").is_file():
-        # base + adapter merged: both backends load it (ct2 from merged/ct2-int8, converted by the lora stage)
-        rc = rc.replace("models", llm=str(lay.merged.resolve()), llm_adapter="")
-    elif (lay.adapter / "adapter_config.json").is_file():
-        rc = rc.replace("models", llm_adapter=str(lay.adapter.resolve()))
-        if "llm_backend" in rc.to_dict()["models"]:
-            rc = rc.replace("models", llm_backend="hf")
-    clip = lay.clip / "clip.pt"
-    if clip.is_file() and not rc.models.clip_checkpoint:
-        rc = rc.replace("models", clip_checkpoint=str(clip.resolve()))
-    return rc
+    return serving_config(cfg, run)
 
 
 def stage_status(run: str | Path) -> dict[str, bool]:

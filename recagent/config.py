@@ -177,6 +177,8 @@ def _check_device(value: str) -> str | None:
 class PathsConfig:
     cache_dir: str = opt("", "models and data sets; empty = $RECAGENT_CACHE_DIR or ~/.cache/recagent")
     runs_dir: str = opt("", "indexes, checkpoints, reports; empty = $RECAGENT_RUNS_DIR or ./runs")
+    run: str = opt("", "a run folder (recagent finetune --out, or --run) holding this data set's index and models; "
+                       "empty = <runs_dir>/<data set>")
 
     @property
     def cache(self) -> Path:
@@ -325,6 +327,12 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         touched = {name: str(p) for name in raw if isinstance(raw[name], dict)}
     else:
         touched = {}
+    return apply_overrides(cfg, overrides, touched)
+
+
+def apply_overrides(cfg: Config, overrides: typing.Sequence[str], touched: dict[str, str] | None = None) -> Config:
+    """``cfg`` with ``section.key=value`` overrides applied and checked (as ``--set`` does)."""
+    touched = dict(touched or {})
     for item in overrides:
         key, sep, value = item.partition("=")
         section, dot, name = key.strip().partition(".")

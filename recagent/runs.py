@@ -20,7 +20,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from recagent.errors import RecagentError
 from recagent.paths import atomic_write_text
@@ -89,9 +89,42 @@ def layout(cfg: Any, dataset: Any = None, run: str | Path | None = None) -> RunL
     """The layout of a named run (``--run DIR``) or of ``dataset``'s folder under ``<runs>``."""
     if run is not None:
         return RunLayout(Path(run))
+    if getattr(cfg.paths, "run", ""):  # serving a named run (`--run DIR`): its own index and models
+        return RunLayout(Path(cfg.paths.run))
     if dataset is None:
         raise ValueError("layout() needs a dataset or a run folder")
     return RunLayout(Path(cfg.paths.runs) / dataset_key(dataset))
+
+
+def run_config(cfg: Any, run: str | Path, overrides: Sequence[str] = ()) -> Any:
+    """The config that serves a run folder (``--run DIR``): the run's recorded ``config.toml``
+    (its data, nouns and models) with ``paths.run`` pointing at the folder, so its own index and
+    trained models are used; its tuned LLM once the LoRA stage has finished (the merged folder
+    as ``models.llm``; the adapter alone, with the transformers backend, if only that exists);
+    its CLIP checkpoint if one was trained. ``overrides`` (the command's ``--set``) apply last.
+    """
+    from recagent.config import load_config
+    from recagent.errors import ConfigError
+
+    lay = RunLayout(Path(run).expanduser())
+    saved = lay.root / "config.toml"
+    if not saved.is_file():
+        raise ConfigError(f"--run {run}: no config.toml in that folder; pass a folder written by `recagent finetune "
+                          f"--out` (or another recagent command).")
+    rc = load_config(saved).replace("paths", cache_dir=str(cfg.paths.cache), run=str(lay.root.resolve()))
+    if (lay.merged / "config.json").is_file():
+        # base + adapter merged: both backends load it (ct2 from merged/ct2-int8, converted by the lora stage)
+        rc = rc.replace("models", llm=str(lay.merged.resolve()), llm_adapter="")
+    elif (lay.adapter / "adapter_config.json").is_file():
+        rc = rc.replace("models", llm_adapter=str(lay.adapter.resolve()), llm_backend="hf")
+    clip = lay.clip / "clip.pt"
+    if clip.is_file() and not rc.models.clip_checkpoint:
+        rc = rc.replace("models", clip_checkpoint=str(clip.resolve()))
+    if overrides:
+        from recagent.config import apply_overrides
+
+        rc = apply_overrides(rc, overrides)
+    return rc
 
 
 def run_dir(cfg: Any, *parts: str, create: bool = True) -> Path:

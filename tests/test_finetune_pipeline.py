@@ -195,6 +195,19 @@ def test_done_when_tiny_recipe_domain_killed_in_lora_resumes_and_chats(tmp_path,
             assert it.title in titles
             named = {ds.catalog.items["title"].iloc[r] for r in agent.verifier.named_items(it.reason)}
             assert named <= titles, it.reason
+    # the CLI serves the run too: `chat --cli --run`, `recommend --run` with the run's own trained
+    # fusion model (--no-train: nothing is retrained elsewhere) and `eval --run`
+    user = ds.user_ids[0]
+    for argv, stdin in [(["chat", "--cli", "--run", str(out), "--json", "--quiet"], "something Thai with noodles\n"),
+                        (["recommend", "--run", str(out), "--user", str(user), "--model", "fusion", "--k", "3",
+                          "--no-train", "--json"], None),
+                        (["eval", "--run", str(out), "--protocol", "B", "--models", "pop", "--json"], None)]:
+        res = subprocess.run([sys.executable, "-m", "recagent", *argv, "--set", f"paths.cache_dir={cfg.paths.cache}"],
+                             input=stdin, env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, (argv[0], res.stderr[-2000:])
+        got = json.loads(res.stdout.strip().splitlines()[-1])
+        if argv[0] != "eval":
+            assert got["items"] and {it["title"] for it in got["items"]} <= titles, got
 
 
 def test_report_metrics_by_hand():

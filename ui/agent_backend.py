@@ -57,7 +57,7 @@ class AgentBackend:
         from recagent.ui.media import Thumbnails
 
         say = log_fn or log.info
-        if run:
+        if run and not cfg.paths.run:  # `recagent chat --run` has already resolved the run's config
             cfg = _run_config(run, cfg)
         ds = load_dataset(cfg, dataset, log_fn=say)
         say(f"loading the agent for {ds.name} (LLM {cfg.models.llm}, encoder {cfg.models.text_encoder}) ...")
@@ -185,9 +185,6 @@ def _fill_reason(cards: list[Card], piece: str) -> bool:
 
 
 def _run_config(run: str, cfg):
-    from recagent.config import load_config
+    from recagent.runs import run_config
 
-    path = Path(run).expanduser() / "config.toml"
-    if not path.is_file():
-        raise ConfigError(f"--run {run}: no config.toml in that folder; pass a directory written by a recagent command.")
-    return load_config(path, overrides=[f"paths.cache_dir={cfg.paths.cache}"])
+    return run_config(cfg, run)

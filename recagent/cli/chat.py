@@ -30,7 +30,8 @@ Type 'quit' (or Ctrl-D) to leave; 'reset' starts a new session.
 @click.option("--dataset", default=None, help="Data set (default: data.dataset, e.g. ml-100k).")
 @click.option("--user", "user_id", default=None, help="A known user id from the log; omit for a new user.")
 @click.option("--no-llm", is_flag=True, help="Template reasons and profile only (no LLM loaded).")
-@click.option("--run", "run_dir", default=None, type=click.Path(file_okay=False, exists=True), help="Web UI: serve a run directory (its config.toml).")
+@click.option("--run", "run_dir", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Serve a run folder (recagent finetune --out): its data, index, rankers and tuned LLM.")
 @click.option("--host", default=None, help="Web UI bind address (default ui.host = 127.0.0.1); other hosts need --auth.")
 @click.option("--port", default=None, type=int, help="Web UI port (default ui.port = 7860).")
 @click.option("--auth", default=None, metavar="USER:PASS", help="Web UI login; required with a non-loopback --host "
@@ -42,6 +43,9 @@ Type 'quit' (or Ctrl-D) to leave; 'reset' starts a new session.
                    "for public data).")
 @common_options
 def chat(run: Run, use_cli: bool, dataset: str | None, user_id: str | None, no_llm: bool, **ui_options) -> None:
+    if dataset and ui_options.get("run_dir"):
+        raise ConfigError("--dataset and --run: give one of them (a run directory names its own data set).")
+    run.serve_run(ui_options.get("run_dir"))
     if not use_cli:
         _launch_ui(run, dataset, user_id, no_llm=no_llm, **ui_options)
         return
@@ -55,8 +59,6 @@ def _launch_ui(run: Run, dataset: str | None, user_id: str | None, **ui_options)
     cfg = run.config
     if ui_options.get("no_llm"):
         cfg = cfg.replace("agent", explain_with_llm=False, profile_with_llm=False)
-    if dataset and ui_options.get("run_dir"):
-        raise ConfigError("--dataset and --run: give one of them (a run directory names its own data set).")
     serve(cfg, dataset, run=ui_options.get("run_dir"), host=ui_options.get("host"), port=ui_options.get("port"),
           auth=ui_options.get("auth"), auth_file=ui_options.get("auth_file"), known_users=ui_options.get("known_users"),
           user=user_id, log_fn=lambda m: click.echo(m, err=True))

@@ -22,6 +22,17 @@ class Run:
     config: Config
     json: bool
     quiet: bool
+    overrides: tuple[str, ...] = ()
+
+    def serve_run(self, folder: str | None) -> Config:
+        """With ``--run DIR``: the config that serves that run folder (its data, index, trained
+        models and tuned LLM; this command's ``--set`` still wins); else the command's config."""
+        if not folder:
+            return self.config
+        from recagent.runs import run_config
+
+        self.config = run_config(self.config, folder, self.overrides)
+        return self.config
 
     def log(self, msg: str) -> None:
         """Progress for people, on stderr (hidden by --quiet and --json)."""
@@ -65,7 +76,7 @@ def common_options(func: Callable) -> Callable:
         cfg = load_config(config_path, overrides)
         if cfg.models.threads:
             os.environ.setdefault("OMP_NUM_THREADS", str(cfg.models.threads))
-        return func(Run(cfg, as_json, quiet), **kwargs)
+        return func(Run(cfg, as_json, quiet, tuple(overrides)), **kwargs)
 
     return wrapper
 
@@ -76,6 +87,12 @@ def table(rows: list[dict], columns: list[str]) -> str:
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
     return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def run_option(func: Callable) -> Callable:
+    """``--run DIR``: serve/evaluate a run folder (``recagent finetune --out``) instead of a data set."""
+    return click.option("--run", "run_folder", default=None, type=click.Path(file_okay=False, exists=True),
+                        help="A run folder (recagent finetune --out): its data, index, rankers and tuned LLM.")(func)
 
 
 def fail(msg: str, code: int = 1) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from recagent.cli.common import Run, common_options, table
+from recagent.cli.common import Run, common_options, run_option, table
 
 
 @click.command("eval", help="Compare recommenders on a protocol of DESIGN.md (full ranking, seen items masked).\n\n"
@@ -25,14 +25,15 @@ from recagent.cli.common import Run, common_options, table
               help="Write report.md + PNG plots + results.json here.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="A run folder for the trained models (default: the data set's folder under the runs folder).")
+@run_option
 @common_options
-def eval_cmd(run: Run, dataset, protocol, models_text, save_recommendations, save_split, report_dir, run_dir) -> None:
+def eval_cmd(run: Run, dataset, protocol, models_text, save_recommendations, save_split, report_dir, run_dir, run_folder) -> None:
     from recagent.data import load_dataset, make_split
     from recagent.eval.runner import parse_models, run_eval
     from recagent.paths import atomic_write_text
     from recagent.runs import layout, record_run
 
-    cfg = run.config
+    cfg = run.serve_run(run_folder)
     protocol = protocol.upper()
     models = parse_models(models_text)
     ds = load_dataset(cfg, dataset, log_fn=run.log)
@@ -93,8 +94,9 @@ def _write_recs(path: Path, ds, per_user, top, users) -> None:
 @click.option("--no-train", is_flag=True, help="Fail instead of training a missing or out-of-date model.")
 @click.option("--explain", is_flag=True, help="Add a grounded reason per item (the LLM, verified; templates with --set "
               "agent.explain_with_llm=false).")
+@run_option
 @common_options
-def recommend_cmd(run: Run, dataset, user_id, k, model_name, protocol, run_dir, no_train, explain) -> None:
+def recommend_cmd(run: Run, dataset, user_id, k, model_name, protocol, run_dir, no_train, explain, run_folder) -> None:
     from recagent.data import load_dataset
     from recagent.errors import ConfigError
     from recagent.eval.runner import parse_models
@@ -102,7 +104,7 @@ def recommend_cmd(run: Run, dataset, user_id, k, model_name, protocol, run_dir, 
     from recagent.ranking.train import load_or_train
     from recagent.runs import layout
 
-    cfg = run.config
+    cfg = run.serve_run(run_folder)
     protocol = protocol.upper()
     if "," in model_name or model_name.strip().lower() == "all":
         raise ConfigError(f"--model {model_name!r}: recommend uses one model; pick one, e.g. --model "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from recagent.cli.common import Run, common_options, table
+from recagent.cli.common import Run, common_options, run_option, table
 
 
 @click.command("train", help="Train (or reuse, when the data is unchanged) the recommenders of one protocol and save "
@@ -20,14 +20,15 @@ from recagent.cli.common import Run, common_options, table
 @click.option("--force", is_flag=True, help="Retrain even when saved models match the data.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="A run folder to train into (default: the data set's folder under the runs folder).")
+@run_option
 @common_options
-def train_cmd(run: Run, dataset, protocol, models_text, force, run_dir) -> None:
+def train_cmd(run: Run, dataset, protocol, models_text, force, run_dir, run_folder) -> None:
     from recagent.data import load_dataset
     from recagent.eval.runner import parse_models
     from recagent.ranking.train import load_or_train, train
     from recagent.runs import layout
 
-    cfg = run.config
+    cfg = run.serve_run(run_folder)
     protocol = protocol.upper()
     models = parse_models(models_text)
     ds = load_dataset(cfg, dataset, log_fn=run.log)
