@@ -40,12 +40,13 @@ class UserKNN(Recommender):
 
     def score(self, users: np.ndarray, history: History | None = None) -> np.ndarray:
         users = np.atleast_1d(users)
-        h = (history or self._require_fit()).for_users(users).astype(np.float32)
+        src = history or self._require_fit()
+        h = src.for_users(users).astype(np.float32)
         sim = np.asarray((h @ self.X.T).todense(), dtype=np.float32)          # (b, n_train_users)
         hn = np.sqrt(np.asarray(h.multiply(h).sum(1)).ravel())
         sim /= np.outer(hn, self.norms) + float(self.params["shrink"]) + 1e-9
-        own = users < sim.shape[1]
-        sim[np.flatnonzero(own), users[own]] = 0.0                             # never one's own neighbour
+        if src.n_users == sim.shape[1]:  # rows are training users: never one's own neighbour
+            sim[np.arange(len(users)), users] = 0.0                           # (a chat's one-row history is nobody's row)
         k = int(self.params["k"])
         if 0 < k < sim.shape[1]:
             drop = np.argpartition(-sim, k - 1, axis=1)[:, k:]

@@ -169,3 +169,21 @@ def test_synthetic_log_has_the_requested_shape_is_seeded_and_says_synthetic(tmp_
     files = write_files(tmp_path / "syn", spec)
     assert "synthetic" in LABEL and "synthetic" in (tmp_path / "syn" / "README.txt").read_text()
     assert pd.read_csv(files["items"]).text.str.contains("synthetic").all()
+
+
+def test_userknn_one_row_history_does_not_drop_training_user_0():
+    """Regression: scoring a chat's one-row history zeroed training user 0's similarity, as if
+    the new user were user 0 (row 0 of the one-row history is nobody's training row)."""
+    import pandas as pd
+
+    from recagent.ranking.base import History
+    from recagent.ranking.neighbors import UserKNN
+
+    # user 0 liked items 0, 1, 2; user 1 liked 3, 4; a new user who liked 0, 1 should get item 2 from user 0
+    frame = pd.DataFrame({"uidx": [0, 0, 0, 1, 1], "iidx": [0, 1, 2, 3, 4], "timestamp": [1.0, 2, 3, 4, 5]})
+    tr = History.from_frame(frame, 2, 5)
+    model = UserKNN(k=1, shrink=0.0).fit(tr)
+    one = History.from_frame(pd.DataFrame({"uidx": [0, 0], "iidx": [0, 1], "timestamp": [1.0, 2]}), 1, 5)
+    assert model.score(np.array([0]), one)[0, 2] > 0
+    own = model.score(np.array([0]))            # training users: still never their own neighbour
+    assert own[0, 2] == 0
