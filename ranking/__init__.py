@@ -8,13 +8,16 @@ Contract (``ranking/base.py``), shared by every model so eval treats them alike:
     model.save(dir); Recommender.load(dir)
 
 Baselines: ``Pop``, ``ItemKNN``, ``EASE`` (baselines.py), ``BPRMF`` (bpr.py), ``SASRec``
-(sasrec.py), ``ContentKNN`` (content.py, text embeddings cached by encoder name + catalog hash).
+(sasrec.py), ``ContentKNN`` (content.py, text embeddings cached by encoder name + catalog hash),
+``RP3beta`` / ``GFCF`` (graph.py), ``SLIM`` / ``DLAE`` (linear.py), ``UserKNN`` (neighbors.py),
+``MultiVAE`` (multivae.py); all listed in registry.py, each with its validation ``param_grid``.
+Training has one home, ``train.py`` (train / load_or_train, data fingerprints).
 
 Fusion (fusion.py, features in features.py): see the module docstring for the leakage-safe
 training scheme. Offline eval scores all items; chat scores a candidate list:
 
     from recagent.ranking import Recommender
-    ranker = Recommender.load(run_dir / "models" / "fusion")      # a FusionRanker
+    ranker = Recommender.load(layout(cfg, ds).model("B", "fusion"))   # a FusionRanker (recagent.runs)
     scores = ranker.rank(
         history_items=[12, 40, 7],          # the user's item indices, oldest first ([] = new user)
         candidates=np.array([...]),         # item indices from retrieval + CF top-N
