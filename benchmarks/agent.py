@@ -4,17 +4,13 @@
   on the first generation, before any retry or fallback) and hallucinated-title rate of the final
   reasons (a title outside the catalog, or a catalog title outside the user's history and the
   item's fact sheet; must be 0).
-- conversation: a simulated user per held-out ML-100K user (Protocol B: the last item, rated
-  >= 4, is the target; history = everything before it). Over turns it reveals the target's two
-  rarest genres, its decade, a liked history title most co-liked with it, then says "more like
-  #k" for the shown item closest in genres. success@5 turns and mean turns to success, against a
-  non-conversational baseline (same ranker, history only: hit@5 and hit@25 = five pages).
+- conversation: moved to ``benchmarks/conversation.py`` (SimpleRanker and fusion side by side).
 - latency: time to the first streamed piece, to the first LLM token, and to a full reply with 5
   explained items, for a known user, per local LLM backend (``--backends``, same run) and the
   speed-up over transformers fp32; peak RSS of the process. Whole chat processes per backend
   (first turn of a session included): ``benchmarks/llm.py --chat``.
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/agent.py [--pairs 200] [--sim-users 200] [--no-llm]
+Usage: OMP_NUM_THREADS=1 python benchmarks/agent.py [--pairs 200] [--no-llm]
 """
 
 from __future__ import annotations
@@ -37,8 +33,6 @@ import numpy as np  # noqa: E402
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=200, help="(user, item) pairs explained by the LLM")
-    ap.add_argument("--sim-users", type=int, default=200, help="simulated conversations")
-    ap.add_argument("--turns", type=int, default=5)
     ap.add_argument("--latency-runs", type=int, default=5)
     ap.add_argument("--no-llm", action="store_true", help="skip the LLM parts (grounding, latency)")
     ap.add_argument("--device", default="cpu", help="torch device for the LLM (grounding only; latency is CPU)")
@@ -72,7 +66,6 @@ def main(argv: list[str] | None = None) -> dict:
     out["ranker_setup_s"] = round(time.perf_counter() - t0, 2)
     rng = np.random.default_rng(args.seed)
 
-    out["conversation"] = simulate(train, split, ranker, cfg, args, rng)
     if not args.no_llm:
         from recagent.agent.llm import load_llm
         from recagent.agent.llm_hf import HFModel
@@ -145,79 +138,6 @@ def grounding(train, ranker, llm, cfg, args, rng) -> dict:
             "hallucinated_title_rate_after_fallback": round(halluc / max(1, n), 4),
             "final_sources": sources, "first_try_problems": dict(sorted(problems.items(), key=lambda x: -x[1])[:8]),
             "seconds": round(time.perf_counter() - t0, 1)}
-
-
-def simulate(train, split, ranker, cfg, args, rng) -> dict:
-    """Simulated users (known user with history, and cold start) vs the non-conversational baseline."""
-    from recagent.agent.agent import Agent
-    from recagent.agent.dialogue import Constraints, SessionState
-
-    test = split.test[split.test["rating"] >= 4]
-    rows = test.sample(n=min(args.sim_users, len(test)), random_state=args.seed)
-    settings = dataclasses.replace(cfg.agent, explain_with_llm=False, profile_with_llm=False, k=5)
-    agent = Agent(train, llm=None, ranker=ranker, settings=settings)
-    cat = train.catalog
-    freq: dict[str, int] = {}
-    for cs in cat.items["categories"]:
-        for c in cs:
-            freq[c] = freq.get(c, 0) + 1
-    res = {"known": [], "cold": []}
-    base5 = base25 = 0
-    t0 = time.perf_counter()
-    for _, r in rows.iterrows():
-        u, target = str(r["user_id"]), train.item_index[str(r["item_id"])]
-        s = SessionState(user_id=u)
-        hist_all = {train.item_index[i] for i in train.history(u)["item_id"]}
-        top = [c.item_idx for c in ranker.rank(s, "", 25, hist_all, Constraints())]
-        base5 += target in top[:5]
-        base25 += target in top
-        script = _script(train, ranker, u, target, freq)
-        for mode in ("known", "cold"):
-            res[mode].append(_converse(agent, mode, u, target, script, args.turns))
-    n = len(rows)
-    out = {"users": n, "turns": args.turns, "seconds": round(time.perf_counter() - t0, 1),
-           "baseline_history_only": {"hit@5": round(base5 / n, 3), "hit@25": round(base25 / n, 3)}}
-    for mode, turns in res.items():
-        ok = [t for t in turns if t is not None]
-        out[f"conversational_{mode}_user"] = {
-            f"success@{args.turns}_turns": round(len(ok) / n, 3),
-            "success@1_turn": round(sum(t == 1 for t in ok) / n, 3),
-            "mean_turns_to_success": round(float(np.mean(ok)), 2) if ok else None,
-        }
-    return out
-
-
-def _script(train, ranker, user, target, freq) -> list:
-    """The simulated user's lines: genres, era, a similar liked title, then feedback."""
-    rec = train.catalog.row(target)
-    cats = sorted(rec["categories"], key=lambda c: freq[c])[:2]
-    lines = [f"I'd like something {' or '.join(cats).lower()}" if cats else "Something good please"]
-    lines.append(f"from the {rec['year'] // 10 * 10}s" if rec["year"] else "any era is fine")
-    h = train.history(user)
-    liked = [train.item_index[i] for i in h[h["rating"] >= 4]["item_id"]]
-    if liked:
-        co = ranker.evidence.co_counts(target)
-        best = max(liked, key=lambda i: (co[i], -i))
-        lines.append(f'something like "{train.catalog.items["title"].iloc[best]}"')
-    return lines
-
-
-def _converse(agent, mode, user, target, script, turns) -> int | None:
-    cat = agent.ds.catalog
-    tcats = set(cat.items["categories"].iloc[target])
-    s = agent.new_session(user if mode == "known" else None)
-    for turn in range(1, turns + 1):
-        if turn <= len(script):
-            msg = script[turn - 1]
-        else:
-            shown = [agent.ds.item_index[i] for i in s.shown]
-            sims = [len(tcats & set(cat.items["categories"].iloc[i])) / max(1, len(tcats | set(cat.items["categories"].iloc[i])))
-                    for i in shown]
-            msg = f"more like #{int(np.argmax(sims)) + 1}" if shown else "something else"
-        r = agent.respond(s, msg)
-        if cat.ids[target] in [i.item_id for i in r.items]:
-            return turn
-    return None
 
 
 def latency(agent, args) -> dict:
