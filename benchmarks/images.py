@@ -127,7 +127,9 @@ def part_search(cfg, enc, work: Path, log) -> dict:
     cls = dict(zip(ds.catalog.items["item_id"], ds.catalog.items["class"]))
     index = ItemIndex.open(cfg, ds, clip_encoder=enc)
     t0 = time.perf_counter()
-    index.ensure_built(ds, progress=False, log_fn=log)
+    # build(), not ensure_built(): the index's health check covers the text encoder only, so a
+    # new CLIP checkpoint would keep the old image vectors (build re-embeds what changed)
+    index.build(ds, progress=False, log_fn=log)
     build_s = time.perf_counter() - t0
     per = {}
     for c in CATEGORIES:
