@@ -256,3 +256,37 @@ def valid_ndcg(model: "Recommender", valid: Any, k: int = 10, items: np.ndarray 
         total += ndcg_from_scores(sc, rel[ub], k) * len(ub)
         n += len(ub)
     return total / max(n, 1)
+
+
+class ItemItemRecommender(Recommender):
+    """A model that scores ``history @ M`` with one item-item matrix ``M``, dense or sparse
+    (EASE, DLAE, SLIM, RP3beta, ItemKNN). Subclasses name the matrix attribute in ``matrix``
+    (also its key in the saved state) and set it in ``_fit``; scoring and save/load are here."""
+
+    matrix: ClassVar[str] = "W"
+
+    def score(self, users: np.ndarray, history: History | None = None) -> np.ndarray:
+        h = (history or self._require_fit()).for_users(np.atleast_1d(users))
+        out = h @ getattr(self, self.matrix)
+        return np.asarray(out.todense() if sp.issparse(out) else out, dtype=np.float32)
+
+    def _state(self) -> dict:
+        m = getattr(self, self.matrix)
+        return sparse_state(self.matrix, m) if sp.issparse(m) else {self.matrix: m}
+
+    def _load_state(self, state: dict, directory: Path) -> None:
+        name = self.matrix
+        setattr(self, name, sparse_from_state(name, state) if f"{name}_data" in state else state[name])
+
+
+def sparse_state(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """The arrays of a CSR matrix, for ``Recommender._state``."""
+    m = m.tocsr()
+    return {f"{prefix}_data": m.data, f"{prefix}_indices": m.indices, f"{prefix}_indptr": m.indptr,
+            f"{prefix}_shape": np.array(m.shape)}
+
+
+def sparse_from_state(prefix: str, state: dict[str, np.ndarray]) -> sp.csr_matrix:
+    """Inverse of ``sparse_state``."""
+    return sp.csr_matrix((state[f"{prefix}_data"], state[f"{prefix}_indices"], state[f"{prefix}_indptr"]),
+                         shape=tuple(int(x) for x in state[f"{prefix}_shape"]))

@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from recagent.ranking.base import History, Recommender
+from recagent.ranking.base import History, ItemItemRecommender, Recommender
 from recagent.ranking.linear import dense_guard
-from recagent.ranking.neighbors import sparse_from_state, sparse_state, topk_rows
+from recagent.ranking.neighbors import topk_rows
 
 
 class Pop(Recommender):
@@ -33,7 +33,7 @@ class Pop(Recommender):
         self.counts = state["counts"]
 
 
-class ItemKNN(Recommender):
+class ItemKNN(ItemItemRecommender):
     """Item-based k-nearest neighbours (Sarwar et al. 2001): cosine similarity of item columns,
     each item keeps its ``k`` most similar items, score(u, j) = sum over u's items i of sim(i, j).
 
@@ -42,6 +42,7 @@ class ItemKNN(Recommender):
         shrink: added to the cosine denominator to damp rare co-occurrences.
     """
 
+    matrix = "sim"  # the item-item matrix (scored and saved by ItemItemRecommender)
     name = "itemknn"
     #: tried on validation by the training home
     param_grid: ClassVar[dict[str, list]] = {"k": [50, 100, 200]}
@@ -60,18 +61,8 @@ class ItemKNN(Recommender):
                          x.shape[1], x.shape[1], int(self.params["k"]))
         self.sim = rows.T.tocsr()
 
-    def score(self, users: np.ndarray, history: History | None = None) -> np.ndarray:
-        h = (history or self._require_fit()).for_users(np.atleast_1d(users))
-        return np.asarray((h @ self.sim).todense(), dtype=np.float32)
 
-    def _state(self) -> dict:
-        return sparse_state("sim", self.sim)
-
-    def _load_state(self, state: dict, directory: Path) -> None:
-        self.sim = sparse_from_state("sim", state) if "sim_data" in state else sp.csr_matrix(state["sim"])
-
-
-class EASE(Recommender):
+class EASE(ItemItemRecommender):
     """Embarrassingly Shallow Autoencoder (Steck 2019): B = I - P / diag(P) with
     P = (X^T X + reg I)^-1 and diag(B) = 0; score = X B (closed form, < 1 s for 1.7k items).
 
@@ -84,6 +75,7 @@ class EASE(Recommender):
         max_dense_gib: the memory the dense matrices may take (4 GiB is ~13k items).
     """
 
+    matrix = "B"  # the item-item matrix (scored and saved by ItemItemRecommender)
     name = "ease"
     #: tried on validation by the training home
     param_grid: ClassVar[dict[str, list]] = {"reg": [100.0, 250.0, 500.0, 1000.0]}
@@ -101,16 +93,6 @@ class EASE(Recommender):
         p /= -np.diag(p)[None, :]
         np.fill_diagonal(p, 0.0)
         self.B = p.astype(np.float32)
-
-    def score(self, users: np.ndarray, history: History | None = None) -> np.ndarray:
-        h = (history or self._require_fit()).for_users(np.atleast_1d(users))
-        return np.asarray(h @ self.B)
-
-    def _state(self) -> dict:
-        return {"B": self.B}
-
-    def _load_state(self, state: dict, directory: Path) -> None:
-        self.B = state["B"]
 
 
 def item_popularity(matrix: sp.csr_matrix) -> np.ndarray:

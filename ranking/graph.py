@@ -14,11 +14,11 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from recagent.ranking.base import History, Recommender
+from recagent.ranking.base import History, ItemItemRecommender, Recommender
 from recagent.ranking.neighbors import sparse_from_state, sparse_state, topk_rows
 
 
-class RP3beta(Recommender):
+class RP3beta(ItemItemRecommender):
     """RP3beta (Paudel et al. 2017, "Updatable, accurate, diverse, and scalable recommendations
     for interactive applications"; the strong setting of Ferrari Dacrema et al. 2019).
 
@@ -48,16 +48,6 @@ class RP3beta(Recommender):
         pen[pop > 0] = pop[pop > 0] ** -float(self.params["beta"])
         self.W = topk_rows(lambda rows: (piu[rows] @ pui).toarray() * pen[None, :],
                            x.shape[1], x.shape[1], int(self.params["k"]))
-
-    def score(self, users: np.ndarray, history: History | None = None) -> np.ndarray:
-        h = (history or self._require_fit()).for_users(np.atleast_1d(users))
-        return np.asarray((h @ self.W).todense(), dtype=np.float32)
-
-    def _state(self) -> dict:
-        return sparse_state("W", self.W)
-
-    def _load_state(self, state: dict, directory: Path) -> None:
-        self.W = sparse_from_state("W", state)
 
 
 class GFCF(Recommender):

@@ -5,15 +5,13 @@ item-item model runs before allocating its ``n_items x n_items`` matrices."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from recagent.errors import ModelError
-from recagent.ranking.base import History, Recommender
-from recagent.ranking.neighbors import sparse_from_state, sparse_state
+from recagent.ranking.base import History, ItemItemRecommender
 
 log = logging.getLogger("recagent.ranking")
 
@@ -38,7 +36,7 @@ def dense_guard(model: str, n_items: int, max_gib: float, copies: int = 3, items
     return need
 
 
-class SLIM(Recommender):
+class SLIM(ItemItemRecommender):
     """SLIM (Ning & Karypis 2011): for each item j, non-negative ElasticNet weights w_j that
     rebuild column j from the other columns (w_jj = 0); score = history @ W. One sklearn
     ``ElasticNet`` per item (coordinate descent on the sparse matrix), top-``k`` weights kept.
@@ -93,18 +91,8 @@ class SLIM(Recommender):
         cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
         self.W = sp.csr_matrix((cat(vals, np.float32), (cat(rows, np.int64), cat(cols, np.int64))), shape=(n, n))
 
-    def score(self, users: np.ndarray, history: History | None = None) -> np.ndarray:
-        h = (history or self._require_fit()).for_users(np.atleast_1d(users))
-        return np.asarray((h @ self.W).todense(), dtype=np.float32)
 
-    def _state(self) -> dict:
-        return sparse_state("W", self.W)
-
-    def _load_state(self, state: dict, directory: Path) -> None:
-        self.W = sparse_from_state("W", state)
-
-
-class DLAE(Recommender):
+class DLAE(ItemItemRecommender):
     """DLAE / EDLAE (Steck 2020, "Autoencoders that don't overfit towards the identity"): EASE
     whose L2 penalty is what dropout with rate p implies, Lambda = p/(1-p) diag(X^T X) + reg I,
     so popular items are regularised more. With P = (X^T X + Lambda)^-1:
@@ -117,6 +105,7 @@ class DLAE(Recommender):
         max_dense_gib: refuse catalogs whose dense matrices need more memory (see ``dense_guard``).
     """
 
+    matrix = "B"  # the item-item matrix (scored and saved by ItemItemRecommender)
     name = "dlae"
     #: tried on validation by the training home (each value is a refit of about a second)
     param_grid: ClassVar[dict[str, list]] = {"dropout": [0.1, 0.33, 0.5], "reg": [10.0, 100.0, 300.0], "zero_diag": [False]}
@@ -145,13 +134,3 @@ class DLAE(Recommender):
             P *= -lam[None, :]
             P[np.diag_indices_from(P)] += 1.0
         self.B = P.astype(np.float32)
-
-    def score(self, users: np.ndarray, history: History | None = None) -> np.ndarray:
-        h = (history or self._require_fit()).for_users(np.atleast_1d(users))
-        return np.asarray(h @ self.B)
-
-    def _state(self) -> dict:
-        return {"B": self.B}
-
-    def _load_state(self, state: dict, directory: Path) -> None:
-        self.B = state["B"]

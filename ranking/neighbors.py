@@ -9,7 +9,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from recagent.ranking.base import History, Recommender
+from recagent.ranking.base import History, Recommender, sparse_from_state, sparse_state  # noqa: F401 (re-exported)
 
 
 class UserKNN(Recommender):
@@ -96,14 +96,3 @@ def topk_rows(block_fn: Callable[[np.ndarray], np.ndarray], n_rows: int, n_cols:
     return sp.vstack(parts, format="csr").astype(np.float32)
 
 
-def sparse_state(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
-    """The arrays of a CSR matrix, for ``Recommender._state``."""
-    m = m.tocsr()
-    return {f"{prefix}_data": m.data, f"{prefix}_indices": m.indices, f"{prefix}_indptr": m.indptr,
-            f"{prefix}_shape": np.array(m.shape)}
-
-
-def sparse_from_state(prefix: str, state: dict[str, np.ndarray]) -> sp.csr_matrix:
-    """Inverse of ``sparse_state``."""
-    return sp.csr_matrix((state[f"{prefix}_data"], state[f"{prefix}_indices"], state[f"{prefix}_indptr"]),
-                         shape=tuple(int(x) for x in state[f"{prefix}_shape"]))
