@@ -73,7 +73,7 @@ def _render(d: dict) -> str:
 @click.option("--init", "init_checkpoint", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Continue from your own CLIP checkpoint instead of a fresh model.")
 @click.option("--text-model", default=None, help="Local HF text-encoder folder (default: the cached all-MiniLM-L6-v2).")
-@click.option("--epochs", type=float, default=None, help="Passes over the pairs (default 2).")
+@click.option("--epochs", type=float, default=None, help="Passes over the pairs (default 5).")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (overrides --epochs).")
 @click.option("--batch-size", type=int, default=None, help="Pairs per contrastive batch (default 256).")
 @click.option("--image-size", type=int, default=None, help="Pixels per side the vision tower sees (default 28).")
