@@ -18,6 +18,7 @@ import statistics
 import sys
 import threading
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -157,7 +158,15 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = cfg.replace("agent", explain_with_llm=False, profile_with_llm=False)
     levels = [int(x) for x in args.concurrency.split(",")] if args.concurrency else [cfg.ui.concurrency]
     t0 = time.perf_counter()
-    backend = make_backend(cfg, dataset=args.dataset, kind="agent" if args.real else "fake", log_fn=lambda m: None)
+    if args.real:
+        backend = make_backend(cfg, dataset=args.dataset, log_fn=lambda m: None)
+    else:  # the catalog-only fake of the tests: the UI/queue overhead alone
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from fakes import FakeBackend
+
+        from recagent.data import load_dataset
+
+        backend = FakeBackend(load_dataset(cfg, args.dataset, log_fn=lambda m: None))
     load_s = time.perf_counter() - t0
     users = [u for u, _ in backend.users()][:50]
     result: dict = {

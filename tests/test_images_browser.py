@@ -43,7 +43,7 @@ def fashion():
 
 @pytest.fixture(scope="module")
 def server(cfg, fashion):
-    from recagent.ui.backend import FakeBackend
+    from fakes import FakeBackend
     from recagent.ui.serve import free_port, launch
 
     srv = launch(FakeBackend(fashion, k=4), cfg, port=free_port(), block=False)

@@ -9,7 +9,9 @@ import json
 import pytest
 
 from recagent.errors import ConfigError, RecagentError
-from recagent.ui.backend import Card, ChatBackend, FakeBackend, TurnUpdate, constraint_chips, drop_constraint
+from fakes import FakeBackend
+
+from recagent.ui.backend import Card, ChatBackend, TurnUpdate, constraint_chips, drop_constraint
 from recagent.ui.render import card_html, example_prompts, profile_html, why_html
 from recagent.ui.serve import check_bind, parse_auth
 

@@ -11,7 +11,7 @@ from recagent.errors import RecagentError
 
 @pytest.fixture(scope="module")
 def server(cfg, ml100k):
-    from recagent.ui.backend import FakeBackend
+    from fakes import FakeBackend
     from recagent.ui.serve import free_port, launch
 
     srv = launch(FakeBackend(ml100k), cfg, port=free_port(), block=False, known_users=True)

@@ -40,7 +40,7 @@ def browser():
 def ml_server(cfg, ml100k):
     """The app on ML-100K with the catalog-only FakeBackend, on a free loopback port (known users on:
     ML-100K is public data)."""
-    from recagent.ui.backend import FakeBackend
+    from fakes import FakeBackend
     from recagent.ui.serve import free_port, launch
 
     srv = launch(FakeBackend(ml100k), cfg, port=free_port(), block=False, known_users=True)
@@ -54,7 +54,7 @@ def slow_server(cfg, tmp_path_factory):
     from PIL import Image
 
     from recagent.data import load_files
-    from recagent.ui.backend import FakeBackend
+    from fakes import FakeBackend
     from recagent.ui.serve import free_port, launch
 
     d = tmp_path_factory.mktemp("img_catalog")

@@ -82,7 +82,7 @@ def test_server_serves_thumbnails_never_the_data_folder(cfg, bakery, tmp_path):
     users.csv, the log, dotfiles, sub-folders and ../outside/ were served."""
     from gradio_client import Client
 
-    from recagent.ui.backend import FakeBackend
+    from fakes import FakeBackend
     from recagent.ui.media import Thumbnails
     from recagent.ui.serve import free_port, launch
 
@@ -163,7 +163,7 @@ def test_known_users_are_off_by_default(cfg, bakery):
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    from recagent.ui.backend import FakeBackend
+    from fakes import FakeBackend
     from recagent.ui.serve import free_port, launch
 
     be = FakeBackend(_load(bakery))
@@ -189,7 +189,7 @@ def test_web_ui_user_needs_known_users(cfg):
     from recagent.ui.serve import serve
 
     with pytest.raises(ConfigError, match="--known-users"):
-        serve(cfg, "ml-100k", user="1", backend="fake", block=False)
+        serve(cfg, "ml-100k", user="1", block=False)  # refused before any backend is built
 
 
 # -- the password (defect 9) ------------------------------------------------------------------
@@ -291,7 +291,7 @@ def test_failed_logins_back_off_per_user_and_address():
 def test_login_is_throttled_over_http(cfg, ml100k):
     import json
 
-    from recagent.ui.backend import FakeBackend
+    from fakes import FakeBackend
     from recagent.ui.serve import free_port, launch
 
     srv = launch(FakeBackend(ml100k), cfg, port=free_port(), block=False, auth="alice:s3cret")

@@ -69,18 +69,11 @@ def make_backend(cfg, dataset: str | None = None, run: str | None = None, kind: 
         cfg: the resolved `Config`.
         dataset: built-in data set name or 'custom' (default ``cfg.data.dataset``).
         run: a run directory with a trained model/index (agent backend only).
-        kind: 'agent' (the real recommender) or 'fake' (catalog-only, for tests and demos).
+        kind: 'agent', the real recommender (tests pass their fake backend to `launch` directly).
         log_fn: progress messages.
     """
-    if kind == "fake":
-        from recagent.data import load_dataset
-        from recagent.ui.backend import FakeBackend
-
-        if run:
-            raise ConfigError("--run needs the real agent backend; drop --run or the fake backend.")
-        return FakeBackend(load_dataset(cfg, dataset, log_fn=log_fn))
     if kind != "agent":
-        raise ConfigError(f"backend '{kind}' is unknown; use 'agent' or 'fake'.")
+        raise ConfigError(f"backend '{kind}' is unknown; use 'agent' (tests pass their own fake to `launch`).")
     from recagent.ui.agent_backend import AgentBackend
 
     return AgentBackend.from_config(cfg, dataset=dataset, run=run, log_fn=log_fn)
@@ -149,7 +142,7 @@ def serve(cfg, dataset: str | None = None, host: str | None = None, port: int | 
         port: TCP port (default ``cfg.ui.port``, 7860).
         auth: ``USER:PASS`` from the command line (shows in ``ps``); else ``auth_file``, else
             ``$RECAGENT_AUTH``. One of them is required when ``host`` is not loopback.
-        backend: 'agent' (real) or 'fake' (catalog-only demo).
+        backend: 'agent' (the only backend the server builds itself).
         block: serve until interrupted (False returns a running `Server`).
         user: a known user id picked when a page opens (None = new user).
         log_fn: progress and warnings (stderr in the CLI).
