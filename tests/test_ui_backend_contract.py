@@ -81,19 +81,37 @@ class ChatBackendContract:
             backend.remove_constraint(s2, "years-ish")
 
 
+def test_excluded_words_are_chips_that_can_be_removed(tiny, tmp_path):
+    """'no robots' excludes items that say 'robots' (agent.session); the chip shows and removes it."""
+    from recagent.ui.backend import constraint_chips
+
+    backend = agent_backend(tiny, tmp_path)
+    ups = list(backend.respond_stream(backend.new_session(None), "no robots"))
+    s = final(ups).state
+    assert not {c.item_id for c in cards(ups)} & {"i1", "i2", "i7"}   # their texts say "robots"
+    assert ("exclude_word:robots", "nothing “robots”") in constraint_chips(s["constraints"])
+    s2 = backend.remove_constraint(s, "exclude_word:robots")
+    assert s2["constraints"]["exclude_words"] == []
+
+
+def agent_backend(tiny, tmp_path):
+    """The real AgentBackend: the agent with SimpleRanker (hash encoder) and template reasons."""
+    from recagent.agent.agent import Agent
+    from recagent.agent.config import AgentConfig
+    from recagent.agent.ranker import SimpleRanker
+    from recagent.retrieval.encoders import HashEncoder
+    from recagent.ui.agent_backend import AgentBackend
+    from recagent.ui.media import Thumbnails
+
+    agent = Agent(tiny, ranker=SimpleRanker(tiny, encoder=HashEncoder(dim=64)),
+                  settings=AgentConfig(k=3, explain_with_llm=False, profile_with_llm=False))
+    return AgentBackend(agent, tiny, thumbs=Thumbnails(tmp_path / "thumbs"))
+
+
 class TestAgentBackend(ChatBackendContract):
     @pytest.fixture
     def backend(self, tiny, tmp_path):
-        from recagent.agent.agent import Agent
-        from recagent.agent.config import AgentConfig
-        from recagent.agent.ranker import SimpleRanker
-        from recagent.retrieval.encoders import HashEncoder
-        from recagent.ui.agent_backend import AgentBackend
-        from recagent.ui.media import Thumbnails
-
-        agent = Agent(tiny, ranker=SimpleRanker(tiny, encoder=HashEncoder(dim=64)),
-                      settings=AgentConfig(k=3, explain_with_llm=False, profile_with_llm=False))
-        return AgentBackend(agent, tiny, thumbs=Thumbnails(tmp_path / "thumbs"))
+        return agent_backend(tiny, tmp_path)
 
 
 class TestFakeBackend(ChatBackendContract):

@@ -120,6 +120,7 @@ def constraint_chips(c: dict) -> list[tuple[str, str]]:
     / ``year_max`` (the agent's `Constraints` as a dict)."""
     chips = [(f"include:{x}", x) for x in c.get("include", [])]
     chips += [(f"exclude:{x}", f"no {x}") for x in c.get("exclude", [])]
+    chips += [(f"exclude_word:{w}", f"nothing “{w}”") for w in c.get("exclude_words", [])]
     lo, hi = c.get("year_min"), c.get("year_max")
     if lo is not None or hi is not None:
         label = f"{lo}-{hi}" if lo is not None and hi is not None else (f"{lo} on" if lo is not None else f"up to {hi}")
@@ -132,12 +133,14 @@ def drop_constraint(c: dict, key: str) -> dict:
 
     Args:
         c: ``{"include": [...], "exclude": [...], "year_min": int|None, "year_max": int|None}``.
-        key: ``include:<cat>``, ``exclude:<cat>`` or ``years``.
+        key: ``include:<cat>``, ``exclude:<cat>``, ``exclude_word:<word>`` or ``years``.
     """
     c = copy.deepcopy(c)
     kind, _, value = key.partition(":")
     if kind in ("include", "exclude") and value in c.get(kind, []):
         c[kind].remove(value)
+    elif kind == "exclude_word" and value in c.get("exclude_words", []):
+        c["exclude_words"].remove(value)
     elif kind == "years":
         c["year_min"] = c["year_max"] = None
     else:
