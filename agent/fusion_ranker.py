@@ -42,6 +42,9 @@ class FusionCandidateRanker:
         emb = index.embeddings([str(i) for i in dataset.item_ids], channel="text")
         dim = next(iter(emb.values())).shape[0] if emb else 0
         self.emb = np.stack([emb.get(str(i), np.zeros(dim, np.float32)) for i in dataset.item_ids]) if emb else None  # the agent reuses these for fact sheets
+        # with pictures indexed (a CLIP model for this catalog), asks also search the images (text ->
+        # image) and "more like this" also finds visually similar items
+        self.channels = ("text", "image") if _has_items(index, "image") else ("text",)
 
     @classmethod
     def from_config(cls, cfg: Any, dataset, train: bool = False, log_fn: Callable[[str], None] = log.info
@@ -92,7 +95,7 @@ class FusionCandidateRanker:
         """Similarity of the query to every item (0 outside the index's top hits), and the hits' rows."""
         sims = np.zeros(self.ds.n_items, np.float32)
         rows = []
-        for h in self.index.query_text(query_text, self.per_channel):
+        for h in self.index.query_text(query_text, self.per_channel, channels=self.channels):
             r = self.ds.item_index[h.item_id]
             sims[r] = h.score
             rows.append(r)
@@ -112,7 +115,8 @@ class FusionCandidateRanker:
             for r in rows:
                 found.setdefault(r, "query")
         if liked:
-            for h in self.index.query_items([self.ds.item_ids[r] for r in liked[-20:]], self.per_channel):
+            for h in self.index.query_items([self.ds.item_ids[r] for r in liked[-20:]], self.per_channel,
+                                             channels=self.channels):
                 found.setdefault(idx[h.item_id], "neighbours")
         # One scoring pass over the whole catalog, as the fusion model was trained (full ranking:
         # its z-score and rank views are per user over all items); the channels' shares are the
@@ -127,3 +131,8 @@ class FusionCandidateRanker:
             return []
         order = cands[np.argsort(-total[cands], kind="stable")[:k]]
         return [Candidate(int(r), float(total[r]), found[int(r)], channel_parts(parts, int(r))) for r in order]
+
+
+def _has_items(index, channel: str) -> bool:
+    """Does the index hold items in ``channel`` (False for an absent channel)?"""
+    return int(index.status().get(channel, {}).get("count", 0) or 0) > 0

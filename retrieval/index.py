@@ -133,7 +133,8 @@ class ItemIndex:
         if self._clip is _UNSET:
             from recagent.retrieval.clip import ClipEncoder
 
-            self._clip = ClipEncoder.from_config(self.cfg) if self.cfg is not None else None
+            # the configured CLIP, else the one `recagent finetune clip` trained for this data set
+            self._clip = ClipEncoder.from_config(self.cfg, self.dataset) if self.cfg is not None else None
         return self._clip
 
     # ------------------------------------------------------------------ checking

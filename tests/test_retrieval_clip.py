@@ -157,3 +157,25 @@ def test_an_image_turning_corrupt_loses_its_image_embedding_on_rebuild(clip, tmp
     assert [i for i, _ in report.bad_images] == ["c-red"]
     assert index.ids("image") == ["c-green"]
     assert report.channels["text"]["unchanged"] == 3
+
+
+def test_chat_ranker_searches_pictures_when_the_index_has_them(clip, tmp_path):
+    """With an image channel, the chat's asks and 'more like this' also search the pictures."""
+    from recagent.agent.fusion_ranker import FusionCandidateRanker
+    from recagent.data.schema import Dataset, Interactions
+
+    paths = {k: v for k, v in _images(tmp_path / "img").items() if k not in ("corrupt", "missing")}
+    cat = _catalog(paths)
+    log = pd.DataFrame({"user_id": ["u1"], "item_id": ["c-red"], "timestamp": [1.0], "rating": [5.0], "row": [0]})
+    ds = Dataset("pics", cat, Interactions(log))
+    cfg = load_config(overrides=[f"paths.runs_dir={tmp_path / 'runs'}"])
+    with_pics = ItemIndex.open(cfg, "pics", text_encoder=HashEncoder(64), clip_encoder=clip)
+    with_pics.build(cat)
+    assert FusionCandidateRanker(ds, with_pics, fusion=None).channels == ("text", "image")
+    text_only = ItemIndex.open(cfg.replace("paths", runs_dir=str(tmp_path / "runs2")), "pics",
+                               text_encoder=HashEncoder(64), clip_encoder=None)
+    text_only.build(cat)
+    assert FusionCandidateRanker(ds, text_only, fusion=None).channels == ("text",)
+    # what the ranker asks the index for: visual neighbours of a liked picture come from the image channel
+    hits = with_pics.query_items(["c-red"], 3, channels=("text", "image"))
+    assert "image" in {h.channel for h in hits}
