@@ -65,6 +65,24 @@ PROMPTS = ["Hello there, how are you today my friend?",
            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]]
 
 
+class _StopMidway(threading.Event):
+    """A stop event that holds the generating thread at its 5th check (tokens are being written)
+    until another thread has set it: a tiny model writes 300 tokens faster than a test can press
+    Stop, so the timing is made certain instead of slept for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generating = threading.Event()
+        self._checks = 0
+
+    def is_set(self) -> bool:
+        self._checks += 1
+        if self._checks == 5:
+            self.generating.set()
+            self.wait(10)
+        return super().is_set()
+
+
 class LLMContract:
     """What every local backend must do; subclasses provide the ``llm`` fixture (``max_new_tokens=6``)."""
 
@@ -99,15 +117,15 @@ class LLMContract:
         full = llm.generate("Count to a thousand", max_new_tokens=budget)
         n_full = len(llm.tokenizer(full)["input_ids"])
         assert n_full > 100                             # without Stop it runs long (no early end of text)
-        stop = threading.Event()
+        stop = _StopMidway()
         out: list[str] = []
         worker = threading.Thread(target=lambda: out.append(llm.generate("Count to a thousand", budget, stop=stop)))
         worker.start()
-        time.sleep(0.05)
-        stop.set()                                      # e.g. the UI's Stop button, from another thread
+        assert stop.generating.wait(10)                 # tokens are being written now ...
+        stop.set()                                      # ... e.g. the UI's Stop button, from another thread
         worker.join(timeout=10)
         assert not worker.is_alive() and out
-        assert len(llm.tokenizer(out[0])["input_ids"]) < n_full
+        assert 0 < len(llm.tokenizer(out[0])["input_ids"]) < n_full
         with stopping(stop):                            # the same through the context (no argument)
             assert llm.generate("Count to a thousand", budget) == ""
             assert list(llm.stream("Count to a thousand", budget)) == []

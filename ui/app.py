@@ -235,8 +235,10 @@ def build_app(backend: ChatBackend, max_cards: int = 6, max_chips: int = 8, max_
                          concurrency_id="turn", concurrency_limit=concurrency, show_progress="hidden")
         # Stop ends the LLM generation itself (the event reaches every LLM call of the turn), not
         # only the UI event: the model is free for other sessions within a fraction of a second.
-        stop.click(lambda ui: stops.stop(ui.get("sid")), [state], None, cancels=[chat_evt], queue=False,
-                   api_visibility="private")
+        def stop_turn(ui: dict) -> None:
+            stops.stop(ui.get("sid"))
+
+        stop.click(stop_turn, [state], None, cancels=[chat_evt], queue=False, api_visibility="private")
         for i, s in enumerate(slots):
             for kind in FEEDBACK_KINDS:
                 s[kind].click(lambda ui, i=i, kind=kind: feedback(i, kind, ui), [state],
