@@ -33,22 +33,10 @@ def test_as_messages_rejects_bad_roles():
 
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory, cache_dir):
-    """A 2-layer random Llama with the cached SmolLM2 tokenizer (fast; output is gibberish)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    """A 2-layer random Llama with the cached SmolLM2 tokenizer (one builder: tests/test_finetune_lora.py)."""
+    from test_finetune_lora import make_tiny_llama
 
-    src = cache_dir / "models" / "smollm2-135m-instruct"
-    if not (src / "tokenizer.json").exists() and not (src / "tokenizer_config.json").exists():
-        pytest.skip("SmolLM2 tokenizer not cached; run `recagent models pull`")
-    tok = AutoTokenizer.from_pretrained(src)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    out = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), cache_dir)
 
 
 @pytest.fixture(scope="module")

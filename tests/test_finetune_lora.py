@@ -18,7 +18,7 @@ def make_tiny_llama(out, cache_dir):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     src = cache_dir / "models" / "smollm2-135m-instruct"
-    if not (src / "tokenizer.json").exists():
+    if not (src / "tokenizer.json").exists() and not (src / "tokenizer_config.json").exists():
         pytest.skip("SmolLM2 tokenizer not cached; run `recagent models pull`")
     tok = AutoTokenizer.from_pretrained(src)
     torch.manual_seed(0)
