@@ -176,7 +176,7 @@ def train_net(feats: tuple, sl: ChannelSlice, train_rows: np.ndarray, val_rows: 
     xv, mv, cv = take(fv, sl, val_rows) if len(val_rows) else (None, None, None)
     cand_v, tgt_v = torch.from_numpy(fv[3][val_rows]), torch.from_numpy(fv[4][val_rows])
     loss_kind, topn = params.get("loss", "softmax"), int(params.get("topn", 50))
-    stop, ep, loss = EarlyStopping(params["patience"], min_delta=1e-5), 0, None
+    stop, ep, loss = EarlyStopping(params["patience"], min_delta=1e-5, module=net), 0, None
     for ep in range(1, params["epochs"] + 1):
         net.train()
         order = train_rows[rng.permutation(len(train_rows))]
@@ -201,11 +201,10 @@ def train_net(feats: tuple, sl: ChannelSlice, train_rows: np.ndarray, val_rows: 
             nd = float(ndcg_torch(net(xv, mv, cv), cand_v, tgt_v).mean())
         if log and ep % 5 == 0:
             log(f"fusion epoch {ep}: loss {loss.item():.4f} held-out ndcg@10 {nd:.4f}")
-        if stop.update(nd, ep, snapshot=lambda: {k: v.clone() for k, v in net.state_dict().items()}):
+        if stop.update(nd, ep):
             break
     info = {"epochs_run": ep}
-    if stop.best_state is not None:
-        net.load_state_dict(stop.best_state)
+    if stop.restore():
         info.update(best_epoch=stop.best_step, holdout_ndcg10=round(stop.best, 4))
     net.eval()
     return net, info

@@ -62,7 +62,7 @@ class MultiVAE(Recommender):
         opt = torch.optim.Adam(self.net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
         X = train.matrix.astype(np.float32).tocsr()
         active = np.flatnonzero(np.diff(X.indptr) > 0)
-        stop, step, t0 = EarlyStopping(p["patience"]), 0, time.time()
+        stop, step, t0 = EarlyStopping(p["patience"], module=self.net), 0, time.time()
         for ep in range(1, int(p["epochs"]) + 1):
             self.net.train()
             perm = rng.permutation(active)
@@ -82,11 +82,9 @@ class MultiVAE(Recommender):
             nd = valid_ndcg(self, valid, items=items, history=train)
             if log:
                 log(f"multivae epoch {ep}: loss {loss.item():.2f} valid ndcg@10 {nd:.4f}")
-            if stop.update(nd, ep, snapshot=lambda: {k: v.clone() for k, v in self.net.state_dict().items()}):
+            if stop.update(nd, ep):
                 break
-        if stop.best_state is not None:
-            self.net.load_state_dict(stop.best_state)
-            self.info.update(stop.summary())
+        stop.restore(self.info)
         self.info["fit_seconds"] = round(time.time() - t0, 1)
 
     def score(self, users: np.ndarray, history: History | None = None) -> np.ndarray:

@@ -73,7 +73,7 @@ class SASRec(Recommender):
         opt = torch.optim.Adam(self.net.parameters(), lr=p["lr"])
         inp, tgt = _windows(train.sequences, p["max_len"])
         loss_fn = _loss(p, train.n_items, rng)
-        stop, t0 = EarlyStopping(p["patience"]), time.time()
+        stop, t0 = EarlyStopping(p["patience"], module=self.net), time.time()
         lengths = (inp > 0).sum(1)
         for ep in range(1, p["epochs"] + 1):
             self.net.train()
@@ -91,11 +91,9 @@ class SASRec(Recommender):
             nd = valid_ndcg(self, valid, items=items, history=train)
             if log:
                 log(f"sasrec epoch {ep}: loss {loss.item():.3f} valid ndcg@10 {nd:.4f} ({time.time() - t0:.0f} s)")
-            if stop.update(nd, ep, snapshot=lambda: {k: v.clone() for k, v in self.net.state_dict().items()}):
+            if stop.update(nd, ep):
                 break
-        if stop.best_state is not None:
-            self.net.load_state_dict(stop.best_state)
-            self.info.update(stop.summary())
+        stop.restore(self.info)
         self.info["fit_seconds"] = round(time.time() - t0, 1)
 
     def user_vectors(self, sequences: list) -> np.ndarray:

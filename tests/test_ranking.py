@@ -8,6 +8,7 @@ from recagent.ranking.base import History, Recommender, topk
 from recagent.ranking.baselines import EASE, ItemKNN, Pop
 from recagent.ranking.bpr import BPRMF
 from recagent.ranking.sasrec import SASRec
+from recagent.ranking.early_stopping import EarlyStopping
 
 
 def checkerboard(n_users=40, n_items=20):
@@ -111,8 +112,6 @@ def test_ease_refuses_a_catalog_over_its_memory_limit_with_one_line():
 
 
 def test_early_stopping_keeps_the_best_snapshot_and_stops_after_patience():
-    from recagent.ranking.early_stopping import EarlyStopping
-
     stop = EarlyStopping(patience=2)
     scores = [0.1, 0.3, 0.2, 0.25, 0.9]
     stopped_at = None
@@ -122,6 +121,24 @@ def test_early_stopping_keeps_the_best_snapshot_and_stops_after_patience():
             break
     assert stopped_at == 4 and stop.best_state == "weights@2" and stop.best == 0.3
     assert stop.summary()["best_epoch"] == 2
+
+
+def test_early_stopping_restores_the_best_module_weights_and_reports_them():
+    """SASRec, MultiVAE and the fusion trainer leave snapshot and restore to the helper."""
+    import torch
+
+    net = torch.nn.Linear(2, 1)
+    stop = EarlyStopping(patience=1, module=net)
+    assert not stop.restore()                      # never updated (no validation): nothing to restore
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    stop.update(0.5, 1)
+    with torch.no_grad():
+        net.weight.fill_(2.0)                     # worse epoch: its weights must not survive
+    assert stop.update(0.4, 2)
+    info = {}
+    assert stop.restore(info)
+    assert torch.all(net.weight == 1.0) and info["best_epoch"] == 1 and info["valid_ndcg10"] == 0.5
 
 
 def test_itemknn_keeps_k_sources_per_target_item():
