@@ -65,7 +65,7 @@ class ClipEncoder(BaseEncoder):
             arch, state_dict, model_cfg = load_clip_checkpoint(checkpoint, arch)
             if model_cfg is not None:
                 register_model_config(arch, _local_text_tower(model_cfg, checkpoint))
-            origin = f"{Path(checkpoint).name}#{_file_digest(Path(checkpoint))}"
+            origin = checkpoint_fingerprint(checkpoint)
         elif pretrained:
             origin = pretrained
         else:
@@ -98,6 +98,8 @@ class ClipEncoder(BaseEncoder):
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(arch)
         self.arch = arch
+        # what the index records to notice new weights (see configured_fingerprint)
+        self.fingerprint = origin if checkpoint or not pretrained else f"{arch}:{pretrained}"
         self.name = f"clip:{arch}:{origin}"
         with torch.inference_mode():
             self.dim = int(model.encode_text(self.tokenizer(["x"]).to(self.device)).shape[-1])
@@ -150,6 +152,31 @@ def trained_checkpoint(cfg, dataset: Any = None) -> Path | None:
     except (AttributeError, TypeError, ValueError):
         return None
     return path if path.is_file() else None
+
+
+def checkpoint_fingerprint(path: str | Path) -> str:
+    """``<file name>#<content hash>`` of a checkpoint: changes whenever its weights do (re-training
+    in place included). Hashed once per process per (path, size, mtime)."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = _file_digest(p)
+    return f"{p.name}#{_DIGESTS[key]}"
+
+
+def configured_fingerprint(cfg, dataset: Any = None) -> str | None:
+    """The fingerprint of the CLIP weights ``ClipEncoder.from_config(cfg, dataset)`` would load,
+    without loading them (None: no CLIP configured or trained). The index records it and
+    re-embeds its ``image`` and ``clip_text`` channels when it changes."""
+    m = cfg.models
+    if m.clip_checkpoint:
+        p = Path(m.clip_checkpoint).expanduser()
+        return checkpoint_fingerprint(p) if p.is_file() else None  # missing: loading it will say so
+    if m.clip_pretrained:
+        return f"{m.clip_model}:{m.clip_pretrained}"
+    trained = trained_checkpoint(cfg, dataset)
+    return checkpoint_fingerprint(trained) if trained is not None else None
 
 
 def open_image(image: Any):
@@ -241,6 +268,9 @@ def _local_text_tower(model_cfg: dict, checkpoint: Any) -> dict:
                          f"(it caches {Path(name).name}) or copy that folder to {local}.")
     text["hf_model_name"] = text["hf_tokenizer_name"] = str(local)
     return {**model_cfg, "text_cfg": text}
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def _file_digest(path: Path, chunk: int = 1 << 20) -> str:

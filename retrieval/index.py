@@ -38,6 +38,7 @@ from recagent.retrieval.store import (chroma_errors, collection_name, describe_e
 log = logging.getLogger("recagent.retrieval")
 
 CHANNELS = ("text", "image", "clip_text")
+CLIP_CHANNELS = ("image", "clip_text")  # the channels a CLIP model embeds
 _OVERFETCH = ((100, 10), (1000, 50))  # rounds of (min, x fetch) results post-filtered before Chroma's `where`
 _META_TTL_S = 60.0  # how long a query process trusts its cached copy of the items' categories/years
 _UNSET: Any = object()
@@ -255,6 +256,8 @@ class ItemIndex:
                 report.channels[ch] = {**report.channels[ch], "total": again["total"]}
             record[ch] = {"count": col.count(), "encoder": enc.name,
                           "probe": integrity.probe_of(col, integrity.probe_ids([r[0] for r in rows]))}
+            if ch in CLIP_CHANNELS:  # which CLIP weights made these vectors: a new checkpoint makes them stale
+                record[ch]["clip"] = _fingerprint_of(enc)
         if self.folder is not None:  # the fingerprint first: a kill between the two leaves "incomplete"
             integrity.write_fingerprint(self.folder, source, self.dataset)
             integrity.write_record(self.folder, record)
@@ -412,7 +415,8 @@ class ItemIndex:
         rec = integrity.read_record(self.folder)
         try:
             cols = {ch: self._collection(ch, create=False) for ch in CHANNELS}
-            return integrity.check_store(self.folder, cols, rec, source, self.dataset, self._text_encoder_name())
+            return integrity.check_store(self.folder, cols, rec, source, self.dataset, self._text_encoder_name(),
+                                         clip_fingerprint=self._clip_fingerprint() if source is not None else None)
         except Exception as exc:  # noqa: BLE001 - only Chroma's own errors are caught
             if not is_chroma_error(exc):
                 raise
@@ -465,6 +469,16 @@ class ItemIndex:
             return TextEncoder.name_for(resolve_model(m.text_encoder, self.cfg.paths.cache, pull=False))
         except RecagentError:
             return ""  # not cached: loading it will say so
+
+    def _clip_fingerprint(self) -> str | None:
+        # the CLIP weights the image/clip_text channels should hold, without loading a model
+        if self._clip is not _UNSET:
+            return _fingerprint_of(self._clip) if self._clip is not None else None
+        if getattr(self.cfg, "models", None) is None:
+            return None
+        from recagent.retrieval.clip import configured_fingerprint
+
+        return configured_fingerprint(self.cfg, self.dataset)
 
     def _clip_configured(self) -> bool:
         if self._clip is not _UNSET:
@@ -536,6 +550,11 @@ class ItemIndex:
         if cached is None or time.monotonic() - cached[0] >= _META_TTL_S:
             cached = self._meta[channel] = (time.monotonic(), filter_table(col))
         return cached[1]
+
+
+def _fingerprint_of(encoder) -> str:
+    # ClipEncoder.fingerprint; any other CLIP-like encoder is identified by its name
+    return str(getattr(encoder, "fingerprint", None) or encoder.name)
 
 
 def _channels(channels: str | Sequence[str]) -> list[str]:

@@ -155,7 +155,8 @@ def probe_ids(ids: Sequence[str], n: int = PROBES) -> list[str]:
     return [ids[i] for i in dict.fromkeys(picks.tolist())]
 
 
-def check_store(folder: Path, cols: dict[str, Any], rec: dict | None, source, key: str, encoder_name: str) -> Health:
+def check_store(folder: Path, cols: dict[str, Any], rec: dict | None, source, key: str, encoder_name: str,
+                clip_fingerprint: str | None = None) -> Health:
     """The health of an opened store: record, counts, probes and (with ``source``) freshness.
 
     Args:
@@ -165,6 +166,8 @@ def check_store(folder: Path, cols: dict[str, Any], rec: dict | None, source, ke
         source: the ``Dataset``/``Catalog`` in use, or None to skip the freshness checks.
         key: the data set's run-folder key.
         encoder_name: the configured text encoder's name ("" to skip that check).
+        clip_fingerprint: the configured CLIP weights' fingerprint (``retrieval.clip.configured_fingerprint``;
+            None: no CLIP configured, skip that check).
     """
     if rec is None and all(c is None for c in cols.values()):
         return Health("empty", "never built")
@@ -193,7 +196,28 @@ def check_store(folder: Path, cols: dict[str, Any], rec: dict | None, source, ke
         built = rec.get("channels", {}).get("text", {}).get("encoder")
         if encoder_name and built != encoder_name:
             return Health("stale", f"it was embedded with {built}, the text encoder is now {encoder_name}")
+        stale = clip_problem(rec, clip_fingerprint)
+        if stale:
+            return Health("stale", stale)
     return Health("ok")
+
+
+def clip_problem(rec: dict, fingerprint: str | None) -> str | None:
+    """Why the index's CLIP channels do not hold ``fingerprint``'s vectors (None: they do, or no CLIP)."""
+    if not fingerprint:
+        return None
+    channels = rec.get("channels", {})
+    if "clip_text" not in channels:
+        return f"it has no image or cross-modal channels, and a CLIP model is now configured ({fingerprint})"
+    for ch in ("clip_text", "image"):
+        info = channels.get(ch)
+        if info is None:
+            continue
+        # records written before "clip" existed: the encoder name is clip:<arch>:<fingerprint>
+        built = info.get("clip") or str(info.get("encoder", "")).split(":", 2)[-1]
+        if built != fingerprint:
+            return f"its '{ch}' channel was embedded with CLIP {built}, the CLIP checkpoint is now {fingerprint}"
+    return None
 
 
 def message(h: Health, location: str, build: str, rebuild: str) -> str:
