@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from recagent.ranking.base import History
-from recagent.ranking.content import centroids
 
 #: collaborative channels: a fitted ``Recommender`` each (registry name = channel name); ``bpr``
 #: reads the model's own user factors, the others fold the given history in
@@ -43,6 +42,9 @@ class FeatureSources:
         image_emb: ``(n_items, d')`` item image embeddings (rows of items without image are
             ignored), or None.
         has_image: bool ``(n_items,)``, which rows of ``image_emb`` are real.
+        has_text: bool ``(n_items,)``, which rows of ``text_emb`` are real (items without text
+            are gated like items without an image: the text channels are masked for them, and
+            they do not count in a history's text centroid); None = the rows that are not all zero.
         events: the interactions used for ``pop`` / ``recency`` (columns iidx, timestamp); for
             leakage safety this must be the data the CF models were fit on (or earlier).
         recency_days: window of the recency channel.
@@ -55,8 +57,11 @@ class FeatureSources:
     events: Any = None
     recency_days: float = 14.0
     n_items: int = 0
+    has_text: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.text_emb is not None and self.has_text is None:
+            self.has_text = np.linalg.norm(self.text_emb, axis=1) > 0  # a zero row: the item has no text
         if self.events is not None and len(self.events):
             ev = self.events.sort_values(["iidx", "timestamp"], kind="stable")
             self._ev_item = ev["iidx"].to_numpy(np.int64)
@@ -71,7 +76,7 @@ class FeatureSources:
         if channel in CF_CHANNELS:
             return channel in self.models
         if channel in ("text_hist", "text_profile"):
-            return self.text_emb is not None
+            return self.text_emb is not None and self.has_text is not None and bool(self.has_text.any())
         if channel in ("image_hist", "xmodal_profile"):
             return self.image_emb is not None and self.has_image is not None and bool(self.has_image.any())
         return self._pop is not None
@@ -120,21 +125,18 @@ def build_features(src: FeatureSources, channels: list[str], users: np.ndarray, 
                 F[:, :, c] = vals[:, items]
                 M[:, :, c] = has_hist
         elif ch == "text_hist":
-            F[:, :, c] = centroids(history, users, src.text_emb) @ src.text_emb[items].T
-            M[:, :, c] = has_hist
+            cen = _masked_centroids(history, users, src.text_emb, src.has_text)
+            has = np.linalg.norm(cen, axis=1) > 0  # some history item has text
+            F[:, :, c] = cen @ src.text_emb[items].T
+            M[:, :, c] = has[:, None] & src.has_text[items][None, :]
         elif ch == "text_profile" and profile_text is not None:
             F[:, :, c] = np.asarray(profile_text, np.float32) @ src.text_emb[items].T
-            M[:, :, c] = 1.0
+            M[:, :, c] = src.has_text[items][None, :]
         elif ch == "image_hist":
             img = src.image_emb * src.has_image[:, None]
-            cen = np.zeros((B, img.shape[1]), np.float32)
-            for r, u in enumerate(users):
-                seq = [i for i in history.sequences[u] if src.has_image[i]]
-                if seq:
-                    cen[r] = img[seq].mean(0)
-            n = np.linalg.norm(cen, axis=1, keepdims=True)
-            has = n[:, 0] > 0
-            F[:, :, c] = (cen / np.maximum(n, 1e-12)) @ img[items].T
+            cen = _masked_centroids(history, users, img, src.has_image)
+            has = np.linalg.norm(cen, axis=1) > 0
+            F[:, :, c] = cen @ img[items].T
             M[:, :, c] = has[:, None] & src.has_image[items][None, :]
         elif ch == "xmodal_profile" and profile_clip is not None:
             img = src.image_emb * src.has_image[:, None]
@@ -180,6 +182,16 @@ def context(M: np.ndarray, cand: np.ndarray, hist_len: np.ndarray) -> np.ndarray
     n = np.maximum(cand.sum(1, keepdims=True), 1.0)
     cov = (M * cand[:, :, None]).sum(1) / n
     return np.concatenate([np.log1p(np.asarray(hist_len, np.float32))[:, None] / 5.0, cov], axis=1).astype(np.float32)
+
+
+def _masked_centroids(history: History, users: np.ndarray, vecs: np.ndarray, real: np.ndarray) -> np.ndarray:
+    # L2-normalised mean of the history items that have the modality; zeros when none has it
+    cen = np.zeros((len(users), vecs.shape[1]), np.float32)
+    for r, u in enumerate(users):
+        seq = [i for i in history.sequences[u] if real[i]]
+        if seq:
+            cen[r] = vecs[seq].mean(0)
+    return cen / np.maximum(np.linalg.norm(cen, axis=1, keepdims=True), 1e-12)
 
 
 def _recency(src: FeatureSources, t_user: np.ndarray, items: np.ndarray) -> np.ndarray:
