@@ -69,6 +69,9 @@ class ClipTrainConfig:
     weight_decay: float = 0.05     # AdamW decay on matrices (not on norms, biases, embeddings)
     warmup_steps: int = 30         # linear warm-up, then cosine decay to 0
     flip: bool = True              # random horizontal flips (clothes and shoes read the same mirrored)
+    prefix_p: float = 0.5          # share of pairs whose caption is cut to a random clause prefix ("A warm coat",
+                                   # "A warm coat, wide cut."): short queries and class names then land where
+                                   # full captions do (zero-shot and search ask in a few words); 0 = full captions
     checkpoint_every: int = 50     # steps between resumable checkpoints
     seed: int = 0                  # data order, initialisation
 
@@ -231,7 +234,7 @@ def train_clip(pairs: ClipPairs, out_dir: str | Path, cfg: ClipTrainConfig = Cli
         if state["pairs"] != pairs.fingerprint():
             raise ClipTrainError(f"{state_path}: was trained on other pairs ({state['pairs']} != {pairs.fingerprint()}); "
                                  "drop --resume or use a new output folder.")
-        cfg = ClipTrainConfig(**state["config"])
+        cfg = ClipTrainConfig(**{"prefix_p": 0.0, **state["config"]})  # runs saved before prefix_p had none
         text_model = state["text_model"]
     if text_model is None and init_checkpoint is None:
         text_model = default_text_model(cache or _default_cache())
@@ -245,7 +248,8 @@ def train_clip(pairs: ClipPairs, out_dir: str | Path, cfg: ClipTrainConfig = Cli
         model.load_state_dict(state["model"])
     image_size = _image_size(model)
     images = load_image_tensor(pairs.images, image_size, progress=progress)
-    tokens = tokenize(arch, pairs.captions)
+    views = CaptionViews.of(pairs.captions)
+    tokens = tokenize(arch, views.texts)
     frozen_text = pooled_text(model, tokens, progress=progress) if cfg.text_unlocked_layers == 0 else None
 
     text_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("text.transformer.")]
@@ -298,14 +302,14 @@ def train_clip(pairs: ClipPairs, out_dir: str | Path, cfg: ClipTrainConfig = Cli
                 flip = torch.rand(len(idx), generator=gen.manual_seed(cfg.seed * 7919 + step)) < 0.5
                 x[flip] = x[flip].flip(-1)
             x = (x - mean) / std
+            uid = views.sample(idx, cfg.prefix_p, torch.Generator().manual_seed(cfg.seed * 104_729 + step))
             for g, base in zip(opt.param_groups, base_lrs):
                 g["lr"] = base * _lr_factor(step, total, cfg.warmup_steps)
             img = F.normalize(model.encode_image(x), dim=-1)
-            txt = model.text.proj(frozen_text[idx]) if frozen_text is not None else model.encode_text(tokens[idx])
+            txt = model.text.proj(frozen_text[uid]) if frozen_text is not None else model.encode_text(tokens[uid])
             txt = F.normalize(txt, dim=-1)
             logits = model.logit_scale.exp() * img @ txt.t()
-            labels = torch.arange(len(idx))
-            loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+            loss = contrastive_loss(logits, uid)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -327,6 +331,78 @@ def train_clip(pairs: ClipPairs, out_dir: str | Path, cfg: ClipTrainConfig = Cli
     done = step - start_step
     return ClipTrainResult(out / CHECKPOINT, step, losses, secs, done * batch / secs if secs > 0 and done else 0.0,
                            round(time.process_time() - c0, 1))
+
+
+def contrastive_loss(logits, text_ids):
+    """CLIP's symmetric InfoNCE where pairs with the same caption are all positives.
+
+    Catalogs repeat captions (the built-in one has ~30 pairs per distinct text; a clause prefix
+    such as "A warm coat" is shared by a whole class), and plain InfoNCE would push an image away
+    from its own caption's duplicates. Targets spread evenly over the identical captions; with
+    distinct captions this is the usual loss.
+
+    Args:
+        logits: (B, B) scaled image-text similarities (rows images, columns texts).
+        text_ids: (B,) id of each pair's caption text (equal ids = identical text).
+    """
+    import torch.nn.functional as F
+
+    same = (text_ids[:, None] == text_ids[None, :]).float()
+    target = same / same.sum(1, keepdim=True)  # symmetric, so it serves both directions
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+
+
+@dataclass
+class CaptionViews:
+    """Each pair's caption and its clause prefixes, as ids into one table of distinct texts.
+
+    A prefix ends at a clause or sentence boundary (``,`` ``;`` ``.``): "A warm coat, wide cut.
+    Dark tone." gives "A warm coat", "A warm coat, wide cut." and "A warm coat, wide cut. Dark
+    tone". Distinct texts are encoded once.
+    """
+
+    texts: list[str]   # distinct texts
+    full: Any          # (N,) long: id of each pair's whole caption
+    prefixes: Any      # (N, P) long: ids of its prefixes, padded by repeating the last one
+    n_prefixes: Any    # (N,) long: how many it has (0: the caption is one clause)
+
+    @classmethod
+    def of(cls, captions: Sequence[str]) -> "CaptionViews":
+        import torch
+
+        ids: dict[str, int] = {}
+        full, pre = [], []
+        for c in captions:
+            full.append(ids.setdefault(c, len(ids)))
+            pre.append([ids.setdefault(p, len(ids)) for p in caption_prefixes(c)])
+        width = max(1, max(len(p) for p in pre))
+        pad = [p + [p[-1] if p else f] * (width - len(p)) for p, f in zip(pre, full)]
+        return cls(list(ids), torch.tensor(full), torch.tensor(pad), torch.tensor([len(p) for p in pre]))
+
+    def sample(self, idx, prefix_p: float, gen):
+        """Text ids for the pairs ``idx``: the whole caption, or with probability ``prefix_p``
+        one of its prefixes chosen uniformly (deterministic given ``gen``)."""
+        import torch
+
+        out = self.full[idx].clone()
+        if prefix_p <= 0:
+            return out
+        cut = (torch.rand(len(idx), generator=gen) < prefix_p) & (self.n_prefixes[idx] > 0)
+        pick = (torch.rand(len(idx), generator=gen) * self.n_prefixes[idx].clamp(min=1)).long()
+        out[cut] = self.prefixes[idx[cut], pick[cut]]
+        return out
+
+
+def caption_prefixes(caption: str) -> list[str]:
+    """The proper prefixes of a caption that end at a clause boundary, trailing ``,;`` dropped."""
+    import re
+
+    out = []
+    for m in re.finditer(r"[,;.](?=\s)", caption):
+        p = caption[:m.end()].rstrip(",; ")
+        if p and p != caption.strip():
+            out.append(p)
+    return out
 
 
 def train_catalog_clip(cfg, dataset: str | None = None, tcfg: ClipTrainConfig = ClipTrainConfig(), *,
@@ -495,5 +571,5 @@ def _default_cache() -> Path:
     return Path(load_config(None, ()).paths.cache)
 
 
-__all__ = ["ClipTrainConfig", "ClipPairs", "ClipTrainResult", "ClipTrainError", "caption_of", "pairs_from_catalog",
+__all__ = ["ClipTrainConfig", "ClipPairs", "CaptionViews", "caption_prefixes", "contrastive_loss", "ClipTrainResult", "ClipTrainError", "caption_of", "pairs_from_catalog",
            "model_config", "build_model", "train_clip", "load_image_tensor"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -119,6 +120,199 @@ def profile_target(p: Profile, after: Sequence[int], catalog: Any, nouns: Nouns,
     return (first + second).strip()
 
 
+def _profile_text(cats: Sequence[str], era: str | None, fav: str | None, nouns: Nouns, variant: int) -> str:
+    """One profile in the house format (the frames the chat's few-shot example uses)."""
+    joined = cats[0] if len(cats) == 1 else ", ".join(cats[:-1]) + " and " + cats[-1]
+    when = f", mostly from the {era}" if era else ""
+    v = variant % 3
+    first = [f"You enjoy {joined} {nouns.items}{when}.",
+             f"Your taste runs to {joined}{when}.",
+             f"You keep coming back to {joined} {nouns.items}{when}."][v]
+    second = ""
+    if fav:
+        second = [f' "{fav}" is the kind of {nouns.item} you like most.', f' "{fav}" shows it well.',
+                  f' Think of "{fav}".'][v]
+    return first + second
+
+
+def profile_candidates(p: Profile, nouns: Nouns, variant: int = 0, max_categories: int = 3) -> dict[tuple, str]:
+    """Every house-format profile that says only what the profile prompt shows, keyed by its
+    rule ``(category positions, era shown, favourite position)``: 1-3 of the first four liked
+    categories (in the prompt's order), the era or not, one of the two shown favourites or
+    none. A model can learn to follow a rule from its prompt alone."""
+    from itertools import combinations
+
+    shown = [c for c, _ in p.liked_categories[:4]]
+    era = p.eras[0][0] if p.eras else None
+    favs = list(p.exemplars[:2])
+    out: dict[tuple, str] = {}
+    for k in range(1, min(max_categories, len(shown)) + 1):
+        for pos in combinations(range(len(shown)), k):
+            for e in ((1, 0) if era else (0,)):
+                for f in range(len(favs) + 1):
+                    out[(pos, e, f)] = _profile_text([shown[i] for i in pos], era if e else None,
+                                                     favs[f - 1] if f else None, nouns, variant)
+    return out
+
+
+def future_score(scores: np.ndarray, seen: Sequence[int], future: Sequence[int]) -> float:
+    """How well a profile's retrieval scores find the items liked after the cut: Recall@50 (the
+    evaluation metric), plus smaller weights on Recall@200 and the mean rank percentile, which
+    break Recall@50's many ties for users with few later likes."""
+    from recagent.finetune.report import recall_at
+
+    s = np.asarray(scores, dtype=np.float64).copy()
+    s[list(seen)] = -np.inf
+    ranks = (-s).argsort(kind="stable").argsort()
+    pct = 1.0 - ranks[list(future)] / max(1, len(s) - len(seen))
+    return recall_at(s, [], future, 50) + 0.3 * recall_at(s, [], future, 200) + 0.1 * float(np.mean(pct))
+
+
+class ProfileTargets:
+    """Profile targets chosen by what retrieves the user's *later* likes.
+
+    Every candidate rule (`profile_candidates`) is scored on up to ``rule_users`` training users
+    by `future_score` of its text alone; the ``top_rules`` best on average are this domain's
+    house rules, and each user's target is the house rule that fits that user best. (A rule a
+    model can read off its prompt generalises; the single best candidate per user is mostly
+    noise a model cannot predict.)
+    """
+
+    def __init__(self, encoder: Any, item_emb: np.ndarray, nouns: Nouns, top_rules: int = 3):
+        self.encoder, self.item_emb, self.nouns, self.top_rules = encoder, item_emb, nouns, top_rules
+        self.rule_scores: dict[tuple, float] = {}
+
+    def _scores(self, cands: dict[tuple, str], seen: Sequence[int], future: Sequence[int]) -> dict[tuple, float]:
+        q = np.asarray(self.encoder.embed_texts(list(cands.values())), dtype=np.float32)
+        return {k: future_score(self.item_emb @ v, seen, future) for k, v in zip(cands, q)}
+
+    def fit(self, users: Sequence[tuple[Profile, UserSplit]]) -> dict[tuple, float]:
+        """Mean score of each rule over ``users`` (rules a user cannot fill count as missing)."""
+        tot: Counter = Counter()
+        n: Counter = Counter()
+        for p, sp in users:
+            for k, v in self._scores(profile_candidates(p, self.nouns), sp.rows, sp.liked_after).items():
+                tot[k] += v
+                n[k] += 1
+        full = max(n.values()) if n else 0
+        self.rule_scores = {k: tot[k] / n[k] for k in tot if n[k] >= 0.8 * full}
+        return self.rule_scores
+
+    @property
+    def house_rules(self) -> list[tuple]:
+        return sorted(self.rule_scores, key=lambda k: -self.rule_scores[k])[:self.top_rules]
+
+    def target(self, p: Profile, sp: UserSplit, variant: int = 0) -> str | None:
+        cands = profile_candidates(p, self.nouns, variant)
+        mine = {k: cands[k] for k in self.house_rules if k in cands}
+        if not mine:  # a short history: the best-scoring rule this user can fill
+            ok = [k for k in sorted(self.rule_scores, key=lambda k: -self.rule_scores[k]) if k in cands]
+            return cands[ok[0]] if ok else None
+        scores = self._scores(mine, sp.rows, sp.liked_after)
+        return mine[max(scores, key=scores.get)]
+
+
+# Words a reason may use without the fact sheet saying them: how reasons link facts, not facts.
+_LINK_WORDS = set("""
+a an the and or but so as at by for from in into of on to with without than that this these those it its it's
+is are was were be been being has have had do does did will would could should may might can also too very
+more most much many some any all both each every one ones other another same similar like liked likes liking
+love loved enjoy enjoyed enjoys fan fans people person who whom whose which what when where why how there here
+you your you're you've yours user users they them their we our i my me he she his her if then because since
+since try give pick picked picks choice match matches matching share shares shared sharing streak mix blend
+kind sort style type taste tastes feel feels vibe spirit same era decade year years made make makes list
+shows show showed agree agreed too just well good great fine solid safe bet next up out also again still
+thanks worth fit fits fitting close closely much described description story stories similar similarly
+well-liked popular popularity favourite favourites favorite favorites one-of highly rated rating ratings
+part among along alongside plus together another lot lots those ones two three four five six seven eight nine ten
+scored score well recommended reason reasons chosen choose here's this's yet not no nor only even ever
+""".split())
+
+
+def unsupported_words(text: str, sheet: FactSheet, nouns: Nouns) -> list[str]:
+    """Content words of a reason that neither the fact sheet nor `_LINK_WORDS` supply.
+
+    The verifier catches false titles, numbers, categories and claims about the user; this
+    catches the rest of what a small model invents ("an iconic Christmas movie", "a comedy duo
+    based in Los Angeles"), so that such text never becomes a training target.
+    """
+    from recagent.agent.vocab import stem
+
+    facts = sheet.prompt_lines(nouns) + " " + " ".join(n.get("title", "") for n in sheet.neighbours)
+    known = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'’-]*", facts)}
+    known |= {stem(w) for w in known} | {nouns.item, nouns.items, nouns.category, nouns.categories}
+    out = []
+    for w in re.findall(r"[A-Za-z][A-Za-z'’-]*", text):
+        low = w.lower()
+        if low in _LINK_WORDS or low in known or stem(low) in known or len(low) <= 2:
+            continue
+        out.append(w)
+    return out
+
+
+def grounded(text: str, sheet: FactSheet, explainer: Explainer) -> bool:
+    """A training target: passes the chat's verifier, names the item, invents nothing."""
+    if not text or not explainer._check(text, sheet).ok:
+        return False
+    low = text.lower()
+    if sheet.title.lower().split(" (")[0] not in low:
+        return False
+    if re.search(r"\b(\w+)\W+\1\b", low) or re.search(r"\b(\w{4})\w*\W+\1", low):  # "nothing to nothing", "comedy comedies"
+        return False
+    if re.search(r"favou?rite|same (\w+ )?as\b", low):  # the item as the user's favourite, or as another item
+        return False
+    links = [c.lower() for c in sheet.categories] + [n["title"].lower() for n in sheet.neighbours]
+    if sheet.co_liked:
+        links.append(sheet.co_liked["via_title"].lower())
+    if links and not any(x in low for x in links):
+        return False  # says nothing the sheet gives as a reason
+    return not unsupported_words(text, sheet, explainer.nouns)
+
+
+def training_reasons(s: FactSheet, nouns: Nouns) -> list[str]:
+    """Grounded reasons in many sentence frames, built only from the fact sheet: the top-up
+    for sheets where sampling found nothing (three chat templates would teach one pattern)."""
+    from recagent.agent.explain import _why
+
+    t = f'"{s.title}"'
+    when = f" from {s.year}" if s.year else ""
+    genre = " and ".join(s.categories[:2])
+    kind = f"{genre} {nouns.item}" if genre else nouns.item
+    art = "an" if kind[:1].lower() in "aeiou" else "a"
+    out: list[str] = []
+    if s.neighbours and s.liked:
+        n = s.neighbours[0]
+        x = f'"{n["title"]}"'
+        shared = " and ".join(n["shared"][:2])
+        if shared:
+            out = [f"{t} shares {shared} with {x}, which you liked.",
+                   f"You liked {x}, and {t} brings the same {shared}.",
+                   f"{t}{when} is another {shared} pick in the spirit of {x}, one of your likes.",
+                   f"Since {x} was among your likes, the {shared} of {t} should suit you.",
+                   f"If you enjoyed {x}, {t} offers more {shared}.",
+                   f"Like {x}, which you liked, {t} is {shared} at heart."]
+        else:
+            link = "described much like" if n.get("similar_text") else "from the same decade as"
+            out = [f"{t} is {art} {kind}{when}, {link} {x}, which you liked.",
+                   f"You liked {x}; {t} is {link} it.",
+                   f"{t}, {art} {kind}{when}, is {link} {x}, one of your likes."]
+    else:
+        why = _why(s)
+        out = [f"{t} is {art} {kind}{when}, and {why}.",
+               f"{t} made the list because {why}.",
+               f"{art.capitalize()} {kind}{when}: {t}, picked because {why}.",
+               f"Because {why}, {t} is on the list, {art} {kind}{when}.",
+               f"{t}{when} is here because {why}."]
+    if s.co_liked:
+        c = s.co_liked
+        v = f'"{c["via_title"]}"'
+        tails = [f' {c["both"]} of the {c["via_total"]} people who liked {v} also liked it.',
+                 f' Of the {c["via_total"]} people who liked {v}, {c["both"]} liked it too.',
+                 f' {c["both"]} of {c["via_total"]} fans of {v} liked it as well.']
+        out = [o + tails[i % len(tails)] for i, o in enumerate(out)]
+    return out
+
+
 def sample_reasons(llm: Any, explainer: Explainer, sheets: Sequence[FactSheet], candidates: int, temperature: float,
                    max_new_tokens: int = 40, batch_sheets: int = 8,
                    progress: Callable[[int], None] | None = None) -> tuple[list[str | None], dict]:
@@ -134,7 +328,7 @@ def sample_reasons(llm: Any, explainer: Explainer, sheets: Sequence[FactSheet], 
         for j, s in enumerate(chunk):
             cands = [clean(t) for t in texts[j * candidates:(j + 1) * candidates]]
             n_cand += len(cands)
-            ok = list(dict.fromkeys(c for c in cands if c and explainer._check(c, s).ok))
+            ok = list(dict.fromkeys(c for c in cands if grounded(c, s, explainer)))
             n_pass += len(ok)
             if ok:
                 pick = min(ok, key=lambda c: (frames[sentence_frame(c, explainer.verifier.vocab)], -len(set(c.split()))))
@@ -148,7 +342,8 @@ def sample_reasons(llm: Any, explainer: Explainer, sheets: Sequence[FactSheet], 
 
 
 def build_llm_data(ds: Any, settings: Any, nouns: Nouns, out_dir: Path, llm: Any = None, like_threshold: float = 4.0,
-                   quiet: bool = False, log_fn: Callable[[str], None] = log.info) -> dict:
+                   quiet: bool = False, log_fn: Callable[[str], None] = log.info, encoder: Any = None,
+                   embed_cache: Path | None = None) -> dict:
     """Write the SFT set for one data set into ``out_dir``; returns what ``llm_data.json`` holds.
 
     Args:
@@ -158,6 +353,9 @@ def build_llm_data(ds: Any, settings: Any, nouns: Nouns, out_dir: Path, llm: Any
         out_dir: where ``train.jsonl``, ``heldout.json`` and ``llm_data.json`` go.
         llm: the base model for rejection sampling; None = template reasons only.
         like_threshold: ratings >= this are likes.
+        encoder: the text encoder; profile targets are then the house rules that retrieve the
+            users' later likes best (`ProfileTargets`); None = `profile_target`'s ordering.
+        embed_cache: folder of cached item text embeddings (``paths.cache/embeddings``).
     """
     from tqdm.auto import tqdm
 
@@ -174,14 +372,23 @@ def build_llm_data(ds: Any, settings: Any, nouns: Nouns, out_dir: Path, llm: Any
     n_profile = int(round(settings.max_examples * settings.profile_share))
     n_reason = settings.max_examples - n_profile
     examples: list[Example] = []
-    for attempt, u in enumerate(users):
-        if sum(e.task == "profile" for e in examples) >= n_profile:
-            break
-        sp = split_user(ds, u, settings.profile_cutoff, like_threshold)
-        if len(sp.rows) + 1 < settings.min_history or not sp.liked_after:
-            continue
-        p = summ.facets(u, sp.rows, sp.ratings)
-        target = profile_target(p, sp.liked_after, ds.catalog, nouns, attempt)
+    splits = (split_user(ds, u, settings.profile_cutoff, like_threshold) for u in users)
+    eligible = ((sp, summ.facets(sp.user_id, sp.rows, sp.ratings)) for sp in splits
+                if len(sp.rows) + 1 >= settings.min_history and sp.liked_after)
+    chosen = [x for _, x in zip(range(n_profile), eligible)]
+    targets, rules = None, {}
+    if encoder is not None and chosen:
+        from recagent.ranking.content import item_text_embeddings
+
+        targets = ProfileTargets(encoder, item_text_embeddings(ds.catalog, encoder, embed_cache), nouns, settings.profile_rules)
+        log_fn(f"llm data: scoring profile rules on {min(len(chosen), settings.profile_rule_users)} users")
+        targets.fit([(p, sp) for sp, p in chosen[:settings.profile_rule_users]])
+        rules = {"house_rules": [_rule_name(k) for k in targets.house_rules],
+                 "house_rule_scores": [round(targets.rule_scores[k], 4) for k in targets.house_rules],
+                 "rules_scored": len(targets.rule_scores)}
+    for attempt, (sp, p) in enumerate(chosen):
+        target = (targets.target(p, sp, attempt) if targets is not None
+                  else profile_target(p, sp.liked_after, ds.catalog, nouns, attempt))
         if target and verifier.check(target, p.facts(vocab)).ok:
             examples.append(Example("profile", summ.prompt(p), target, "future-facts"))
     evidence = Evidence(ds, like_threshold)
@@ -210,9 +417,11 @@ def build_llm_data(ds: Any, settings: Any, nouns: Nouns, out_dir: Path, llm: Any
     for i, (s, text) in enumerate(zip(sheets, sampled)):
         source = "sampled"
         if text is None:
-            # the template frame used least so far (templates vary, never one pattern)
-            options = [template_sentence(s, v, nouns) for v in range(3)]
-            text = min(options, key=lambda t: (frames[sentence_frame(t, vocab)], options.index(t)))
+            # the frame used least so far, among those that pass the chat's checks (never one pattern)
+            options = [t for t in training_reasons(s, nouns) if explainer._check(t, s).ok]
+            options = options or [template_sentence(s, v, nouns) for v in range(3)]
+            order = {t: r for t, r in zip(options, rng.permutation(len(options)))}
+            text = min(options, key=lambda t: (frames[sentence_frame(t, vocab)], order[t]))
             source = "template"
         frames[sentence_frame(text, vocab)] += 1
         examples.append(Example("reason", explainer.prompt(s), text, source))
@@ -229,12 +438,19 @@ def build_llm_data(ds: Any, settings: Any, nouns: Nouns, out_dir: Path, llm: Any
         "reason_template": sum(e.source == "template" for e in examples),
         "sampling": {**stats, "sheets": n_sample, "per_sheet": settings.reason_candidates},
         "heldout_users": len(held),
+        "profile_targets": rules or {"rule": "history categories ordered by the later likes (no encoder)"},
         "reason_frames": len(frames),
         "data_hash": hashlib.sha256(body).hexdigest(),
         "nouns": asdict(nouns),
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return meta
+
+
+def _rule_name(rule: tuple) -> str:
+    pos, era, fav = rule
+    return (f"categories {'+'.join(str(i + 1) for i in pos)}" + (", era" if era else "")
+            + (f", favourite {fav}" if fav else ""))
 
 
 def read_examples(path: Path) -> list[dict]:

@@ -139,7 +139,9 @@ def finetune(cfg: Any, out: str | Path, *, dataset: str | None = None, items: st
 
         llm = _base_llm(cfg) if cfg.finetune.reason_sample_sheets > 0 else None
         return build_llm_data(ds, cfg.finetune, nouns, lay.root / "llm_data", llm=llm,
-                              like_threshold=cfg.agent.like_threshold, quiet=quiet, log_fn=log_fn)
+                              like_threshold=cfg.agent.like_threshold, quiet=quiet, log_fn=log_fn,
+                              encoder=text_encoder if text_encoder is not None else _text_encoder(cfg),
+                              embed_cache=cfg.paths.cache / "embeddings")
 
     def lora() -> dict:
         from recagent.finetune.llm_data import META_FILE, TRAIN_FILE, read_examples
@@ -161,8 +163,7 @@ def finetune(cfg: Any, out: str | Path, *, dataset: str | None = None, items: st
     def evaluate() -> dict:
         from recagent.finetune.report import evaluate_llm
 
-        tuned_cfg = cfg.replace("models", llm_adapter=str(lay.adapter))
-        res = evaluate_llm(cfg, ds, nouns, _base_llm(cfg, temperature=0.0), _base_llm(tuned_cfg, temperature=0.0),
+        res = evaluate_llm(cfg, ds, nouns, _base_llm(cfg, temperature=0.0), _base_llm(cfg, 0.0, tuned=lay),
                            lay.root / "llm_data", encoder=text_encoder, quiet=quiet, log_fn=log_fn)
         (lay.root / "eval.json").write_text(json.dumps(res, indent=2), encoding="utf-8")
         return {"summary": res.get("summary", {})}
@@ -242,15 +243,35 @@ def _load(cfg: Any, log_fn: Callable[[str], None]) -> Any:
     return ds
 
 
-def _base_llm(cfg: Any, temperature: float | None = None) -> Any:
-    """The local transformers model (reference backend: sampling and evaluation need it)."""
+def _base_llm(cfg: Any, temperature: float | None = None, tuned: Any = None) -> Any:
+    """The local LLM for sampling and evaluation, on the chat's configured backend: 'ct2' (the
+    fast int8 path the chat serves; a tuned run is its merged model, converted by the lora
+    stage) or 'hf' (transformers; a tuned run is its adapter over the base).
+
+    Args:
+        temperature: sampling temperature (None = ``finetune.reason_temperature``).
+        tuned: the `RunLayout` whose adapter / merged model to load; None = the base.
+    """
+    t = cfg.finetune.reason_temperature if temperature is None else temperature
+    if getattr(cfg.models, "llm_backend", "hf") == "ct2":
+        from recagent.agent.llm_ct2 import CT2Model
+
+        c = cfg if tuned is None else cfg.replace("models", llm=str(tuned.merged), llm_adapter="")
+        c = c.replace("agent", temperature=t, max_new_tokens=cfg.agent.explain_max_new_tokens)
+        return CT2Model.from_config(c)
     from recagent.agent.llm import HFModel
     from recagent.models import resolve_model
 
     path = resolve_model(cfg.models.llm, cfg.paths.cache)
-    t = cfg.finetune.reason_temperature if temperature is None else temperature
-    return HFModel(path, adapter=cfg.models.llm_adapter, device=cfg.models.device,
+    adapter = str(tuned.adapter) if tuned is not None else cfg.models.llm_adapter
+    return HFModel(path, adapter=adapter, device=cfg.models.device,
                    max_new_tokens=cfg.agent.explain_max_new_tokens, max_seconds=cfg.agent.max_seconds, temperature=t)
+
+
+def _text_encoder(cfg: Any) -> Any:
+    from recagent.retrieval.encoders import TextEncoder
+
+    return TextEncoder.from_config(cfg)
 
 
 def _convert_fast(merged: Path, log_fn: Callable[[str], None]) -> str:
