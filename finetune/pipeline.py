@@ -63,12 +63,18 @@ def finetune(cfg: Any, out: str | Path, *, dataset: str | None = None, items: st
     if resume and not (dataset or items or interactions) and (lay.root / "config.toml").is_file():
         cfg = _saved_data(cfg, lay.root / "config.toml")  # `--out X --resume` alone continues X's data
     cfg = _data_config(cfg, dataset, items, interactions, users)
+    if images:
+        if not Path(images).is_dir():
+            from recagent.errors import ConfigError
+
+            raise ConfigError(f"--images {images}: not a folder; give the folder the catalog's image_path values are in.")
+        cfg = cfg.replace("data", images_dir=str(Path(images).resolve()))
     _check_out(lay.root, resume)
     ds = _load(cfg, log_fn)  # the data layer's one-line errors; nothing written yet
     from recagent.agent.vocab import nouns_for
 
     nouns = nouns_for(ds, cfg.data)
-    if images and "image_path" not in ds.catalog.items.columns:
+    if images and not ds.catalog.has_images:
         log_fn(f"finetune: --images {images}: the catalog has no image_path column, so the CLIP stage has nothing to train on")
     if not cfg.data.item_noun:  # the run records what its items are called, for chat --run
         cfg = cfg.replace("data", item_noun=nouns.item, category_noun=nouns.category)

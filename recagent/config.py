@@ -212,6 +212,8 @@ class DataConfig:
                              "own ('movie' for ml-100k), else 'item'")
     category_noun: str = opt("", "what the catalog's categories are called ('genre', 'cuisine'); empty = the built-in "
                                  "data set's own, else 'category'")
+    images_dir: str = opt("", "folder that relative image_path values resolve against (`finetune --images DIR`); "
+                              "empty = the catalog file's folder")
     allow_outside_images: bool = opt(False, "accept image_path values outside the catalog's folder (off: such items "
                                             "are kept text-only with a warning; the chat server serves item images)")
 

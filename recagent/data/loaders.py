@@ -70,6 +70,7 @@ class ReadOptions:
     rating_max: float = 5.0
     check_images: bool = True
     allow_outside_images: bool = False  # image paths may leave the catalog's folder (data.allow_outside_images)
+    images_dir: str = ""  # folder relative image paths resolve against (data.images_dir); "" = the catalog's folder
 
     @classmethod
     def from_config(cls, data_cfg: Any) -> "ReadOptions":
@@ -79,6 +80,7 @@ class ReadOptions:
             rating_min=float(data_cfg.rating_min),
             rating_max=float(data_cfg.rating_max),
             allow_outside_images=bool(getattr(data_cfg, "allow_outside_images", False)),
+            images_dir=str(getattr(data_cfg, "images_dir", "") or ""),
         )
 
 
@@ -338,7 +340,7 @@ def _check_images(paths: pd.Series, table: Path, column: str, opts: ReadOptions,
     """Absolute image paths; unreadable ones become None with a warning (the item stays, text only)."""
     from PIL import Image, UnidentifiedImageError
 
-    base = table.resolve().parent
+    base = Path(opts.images_dir).expanduser().resolve() if opts.images_dir else table.resolve().parent
     out: list[str | None] = []
     bad: list[tuple[int, str]] = []
     for r, rel in enumerate(paths):
@@ -349,7 +351,7 @@ def _check_images(paths: pd.Series, table: Path, column: str, opts: ReadOptions,
         p = p if p.is_absolute() else base / p
         if not opts.allow_outside_images and not p.resolve().is_relative_to(base):
             # The chat server serves item images: a path leaving the catalog's folder could expose other files.
-            bad.append((r, f"'{rel}' is outside the catalog's folder {base} (allow it with --set data.allow_outside_images=true)"))
+            bad.append((r, f"'{rel}' is outside the image folder {base} (allow it with --set data.allow_outside_images=true)"))
             out.append(None)
             continue
         if opts.check_images:
