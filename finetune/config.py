@@ -28,7 +28,7 @@ class FinetuneConfig:
     profile_share: float = opt(0.4, "share of the examples that are profile examples (the rest: reasons)", min=0, max=1)
     profile_cutoff: float = opt(0.8, "a profile example sees the first 80 % of a user's history; targets come from "
                                      "the items liked after it", gt=0, lt=1)
-    profile_rule_users: int = opt(150, "training users on whom every profile rule is scored by what it retrieves "
+    profile_rule_users: int = opt(100, "training users on whom every profile rule is scored by what it retrieves "
                                          "of their later likes (the best rules become the targets)", min=1)
     profile_rules: int = opt(3, "house rules kept; each user's profile target is the one that fits them best", min=1)
     min_history: int = opt(5, "users with fewer interactions give no profile example", min=1)

@@ -313,17 +313,60 @@ def training_reasons(s: FactSheet, nouns: Nouns) -> list[str]:
     return out
 
 
+def reason_prompt(explainer: Explainer, sheet: FactSheet, slot: int = 0) -> list[dict]:
+    """The chat's reason prompt for a card in position ``slot`` of a turn (the chat gives its
+    cards different few-shot openings; older explainers have one)."""
+    import inspect
+
+    if "variant" in inspect.signature(explainer.prompt).parameters:
+        return explainer.prompt(sheet, None, slot)
+    return explainer.prompt(sheet)
+
+
+def shot_shaped(explainer: Explainer, sheet: FactSheet, slot: int = 0) -> str | None:
+    """The prompt's own example reply, rewritten with this sheet's facts (its title, liked
+    neighbour, counts, year and shared category), when the result passes every check: the
+    target that teaches 'say these facts the way the example does'."""
+    import re as _re
+
+    from recagent.agent import explain as ex
+
+    n = sheet.neighbours[0] if sheet.neighbours else None
+    cat = (n["shared"][0] if n and n["shared"] else (sheet.categories[0] if sheet.categories else None))
+    if cat is None:
+        return None
+    cats = [cat] + [c for c in explainer.verifier.vocab.categories if c != cat][:1]
+    try:
+        _, reply = ex.few_shot(explainer.nouns, cats, slot, sheet)
+    except TypeError:  # an explainer with one example
+        _, reply = ex.few_shot(explainer.nouns, cats)
+    other = n["title"] if n else (sheet.co_liked["via_title"] if sheet.co_liked else None)
+    if '"Night Train"' in reply and other is None:
+        return None
+    text = reply.replace('"Moon Harbor"', f'"{sheet.title}"').replace('"Night Train"', f'"{other}"')
+    if sheet.co_liked:
+        text = _re.sub(r"\b41\b", str(sheet.co_liked["both"]), text)
+        text = _re.sub(r"\b97\b", str(sheet.co_liked["via_total"]), text)
+    text = text.replace("1983", str(sheet.year)) if sheet.year else text.replace(" from 1983", "").replace(" (1983)", "")
+    return text if grounded(text, sheet, explainer) else None
+
+
 def sample_reasons(llm: Any, explainer: Explainer, sheets: Sequence[FactSheet], candidates: int, temperature: float,
-                   max_new_tokens: int = 40, batch_sheets: int = 8,
-                   progress: Callable[[int], None] | None = None) -> tuple[list[str | None], dict]:
-    """Rejection sampling: ``candidates`` samples per sheet, keep those that pass every check,
-    prefer the rarest sentence frame so far. Returns one text (or None) per sheet and counts."""
+                   max_new_tokens: int = 40, batch_sheets: int = 8, progress: Callable[[int], None] | None = None,
+                   slots: Sequence[int] | None = None, shapes: Sequence[str | None] | None = None
+                   ) -> tuple[list[str | None], dict]:
+    """Rejection sampling: ``candidates`` samples per sheet, keep those that pass every check
+    (`grounded`), prefer one that opens like its prompt's example (``shapes``), then the rarest
+    sentence frame so far. Returns one text (or None) per sheet and counts."""
+    vocab = explainer.verifier.vocab
     frames: Counter = Counter()
     out: list[str | None] = []
     n_cand = n_pass = 0
+    slots = list(slots) if slots is not None else [0] * len(sheets)
+    want = [sentence_frame(x, vocab) if x else None for x in (shapes or [None] * len(sheets))]
     for start in range(0, len(sheets), batch_sheets):
         chunk = sheets[start:start + batch_sheets]
-        prompts = [explainer.prompt(s) for s in chunk for _ in range(candidates)]
+        prompts = [reason_prompt(explainer, s, slots[start + j]) for j, s in enumerate(chunk) for _ in range(candidates)]
         texts = llm.generate_batch(prompts, max_new_tokens, temperature)
         for j, s in enumerate(chunk):
             cands = [clean(t) for t in texts[j * candidates:(j + 1) * candidates]]
@@ -331,8 +374,10 @@ def sample_reasons(llm: Any, explainer: Explainer, sheets: Sequence[FactSheet], 
             ok = list(dict.fromkeys(c for c in cands if grounded(c, s, explainer)))
             n_pass += len(ok)
             if ok:
-                pick = min(ok, key=lambda c: (frames[sentence_frame(c, explainer.verifier.vocab)], -len(set(c.split()))))
-                frames[sentence_frame(pick, explainer.verifier.vocab)] += 1
+                w = want[start + j]
+                pick = min(ok, key=lambda c: (sentence_frame(c, vocab) != w, frames[sentence_frame(c, vocab)],
+                                              -len(set(c.split()))))
+                frames[sentence_frame(pick, vocab)] += 1
                 out.append(pick)
             else:
                 out.append(None)
@@ -405,6 +450,8 @@ def build_llm_data(ds: Any, settings: Any, nouns: Nouns, out_dir: Path, llm: Any
         channel = str(rng.choice(_CHANNELS, p=_CHANNEL_P))
         sheets += build_fact_sheets(ds.catalog, [(item, channel)], hist, evidence, None, 2,
                                     set(sp.liked_before) | set(sp.liked_after))
+    slots = [int(x) for x in rng.integers(0, 5, size=len(sheets))]  # the card's position in a turn of five
+    shapes = [shot_shaped(explainer, s, slot) for s, slot in zip(sheets, slots)]
     n_sample = min(len(sheets), settings.reason_sample_sheets) if llm is not None else 0
     sampled: list[str | None] = [None] * len(sheets)
     stats: dict[str, Any] = {"candidates": 0, "passed": 0, "sheets_with_a_pass": 0}
@@ -412,10 +459,14 @@ def build_llm_data(ds: Any, settings: Any, nouns: Nouns, out_dir: Path, llm: Any
         log_fn(f"llm data: sampling {settings.reason_candidates} reasons for each of {n_sample} fact sheets")
         with tqdm(total=n_sample, desc="rejection sampling", disable=quiet, unit="sheet") as bar:
             sampled[:n_sample], stats = sample_reasons(llm, explainer, sheets[:n_sample], settings.reason_candidates,
-                                                       settings.reason_temperature, progress=bar.update)
+                                                       settings.reason_temperature, progress=bar.update,
+                                                       slots=slots[:n_sample], shapes=shapes[:n_sample])
     frames: Counter = Counter()
     for i, (s, text) in enumerate(zip(sheets, sampled)):
         source = "sampled"
+        shape = shapes[i]
+        if shape is not None and (text is None or sentence_frame(text, vocab) != sentence_frame(shape, vocab)):
+            text, source = shape, "example-shaped"  # the prompt's example opening, with this sheet's facts
         if text is None:
             # the frame used least so far, among those that pass the chat's checks (never one pattern)
             options = [t for t in training_reasons(s, nouns) if explainer._check(t, s).ok]
@@ -424,7 +475,7 @@ def build_llm_data(ds: Any, settings: Any, nouns: Nouns, out_dir: Path, llm: Any
             text = min(options, key=lambda t: (frames[sentence_frame(t, vocab)], order[t]))
             source = "template"
         frames[sentence_frame(text, vocab)] += 1
-        examples.append(Example("reason", explainer.prompt(s), text, source))
+        examples.append(Example("reason", reason_prompt(explainer, s, slots[i]), text, source))
     order = rng.permutation(len(examples))
     lines = [json.dumps(asdict(examples[i]), ensure_ascii=False, sort_keys=True) for i in order]
     body = ("\n".join(lines) + "\n").encode("utf-8")
@@ -436,6 +487,7 @@ def build_llm_data(ds: Any, settings: Any, nouns: Nouns, out_dir: Path, llm: Any
         "reason": sum(e.task == "reason" for e in examples),
         "reason_sampled": sum(e.source == "sampled" for e in examples),
         "reason_template": sum(e.source == "template" for e in examples),
+        "reason_example_shaped": sum(e.source == "example-shaped" for e in examples),
         "sampling": {**stats, "sheets": n_sample, "per_sheet": settings.reason_candidates},
         "heldout_users": len(held),
         "profile_targets": rules or {"rule": "history categories ordered by the later likes (no encoder)"},

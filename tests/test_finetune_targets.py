@@ -136,3 +136,26 @@ def test_training_reasons_pass_the_chat_checks_in_many_frames(grocery):
                 assert "movie" not in t.lower() and s.title in t
                 frames.add(sentence_frame(t, ex.verifier.vocab))
     assert len(frames) >= 8, frames
+
+
+def test_example_shaped_targets_open_like_the_prompts_example(grocery):
+    from recagent.agent.explain import build_fact_sheets
+    from recagent.agent.verify import sentence_frame
+    from recagent.finetune.llm_data import grounded, reason_prompt, shot_shaped
+
+    ex = _explainer(grocery)
+    idx = grocery.item_index
+    vocab = ex.verifier.vocab
+    sheets = [build_fact_sheets(grocery.catalog, [(idx["g4"], "neighbours")], [idx["g3"]], None, None, 2, {idx["g3"]})[0],
+              build_fact_sheets(grocery.catalog, [(idx["g6"], "popular")], [], None, None, 2, set())[0]]
+    made = 0
+    for s in sheets:
+        for slot in range(5):
+            text = shot_shaped(ex, s, slot)
+            if text is None:
+                continue
+            made += 1
+            shot = reason_prompt(ex, s, slot)[2]["content"]  # the example reply this prompt shows
+            assert sentence_frame(text, vocab) == sentence_frame(shot, vocab), (text, shot)
+            assert grounded(text, s, ex) and s.title in text and "Moon Harbor" not in text and "Night Train" not in text
+    assert made >= 6
