@@ -93,20 +93,33 @@ def part_zeroshot(enc, ds, log, caption: str = "text") -> tuple[dict, np.ndarray
         out[f"zero_shot_accuracy[{name}]"] = round(float((pred == labels).mean()), 4)
         if name == "name":
             out["per_class_accuracy"] = {c: round(float((pred[labels == k] == k).mean()), 3) for k, c in enumerate(CATEGORIES)}
-    # prompt ensemble in the catalog's caption grammar (as CLIP's 80 ImageNet templates): every
-    # cut x tone x surface sentence of a class, averaged; no test item's text is used
+    # prompt ensembles in the catalog's caption grammar (as CLIP's 80 ImageNet templates): every
+    # sentence the grammar can write for a class, averaged; no test item's text is used
     import itertools
 
     from recagent.data.images import CLASSES
 
-    ens = []
-    for c in CLASSES:
-        e = enc.embed_texts([f"{c[2]}, {cut} cut. {t.capitalize()} tone, {sf} surface." for cut, t, sf in itertools.product(
-            ("slim", "regular", "wide"), ("dark", "mid-grey", "light"), ("plain", "patterned"))])
-        m = (e / np.linalg.norm(e, axis=1, keepdims=True)).mean(0)
-        ens.append(m / np.linalg.norm(m))
+    from recagent.data.images import SEASON_PHRASE
+
+    looks = list(itertools.product(("slim", "regular", "wide"), ("dark", "mid-grey", "light"), ("plain", "patterned")))
+    grammar = {  # 18 sentences per class (cut x tone x surface); "full": x the class's materials x seasons (72-144)
+        "caption_template_ensemble": [[f"{c[2]}, {cut} cut. {t.capitalize()} tone, {sf} surface." for cut, t, sf in looks]
+                                      for c in CLASSES],
+        "caption_grammar_ensemble_full": [[f"{c[2]}, {cut} cut. {t.capitalize()} tone, {sf} surface. Made of {m}; "
+                                           f"{SEASON_PHRASE[se]}." for (cut, t, sf), m, se in itertools.product(looks, c[3], c[4])]
+                                          for c in CLASSES]}
     out["zero_shot_accuracy[class_phrase]"] = round(float(((img @ enc.embed_texts([c[2] for c in CLASSES]).T).argmax(1) == labels).mean()), 4)
-    out["zero_shot_accuracy[caption_template_ensemble]"] = round(float(((img @ np.stack(ens).T).argmax(1) == labels).mean()), 4)
+    for name, sentences in grammar.items():
+        ens = []
+        for per_class in sentences:
+            e = enc.embed_texts(per_class)
+            m = (e / np.linalg.norm(e, axis=1, keepdims=True)).mean(0)
+            ens.append(m / np.linalg.norm(m))
+        pred = (img @ np.stack(ens).T).argmax(1)
+        out[f"zero_shot_accuracy[{name}]"] = round(float((pred == labels).mean()), 4)
+        if name == "caption_grammar_ensemble_full":
+            out["per_class_accuracy[full_ensemble]"] = {c: round(float((pred[labels == k] == k).mean()), 3)
+                                                        for k, c in enumerate(CATEGORIES)}
     caps = _embed_unique(enc, [caption_text(t, x, caption) for t, x in zip(test["title"], test["text"])])
     for pool in (len(test), 1000):
         sims = caps[:pool] @ img[:pool].T
@@ -127,9 +140,9 @@ def part_search(cfg, enc, work: Path, log) -> dict:
     cls = dict(zip(ds.catalog.items["item_id"], ds.catalog.items["class"]))
     index = ItemIndex.open(cfg, ds, clip_encoder=enc)
     t0 = time.perf_counter()
-    # build(), not ensure_built(): the index's health check covers the text encoder only, so a
-    # new CLIP checkpoint would keep the old image vectors (build re-embeds what changed)
-    index.build(ds, progress=False, log_fn=log)
+    # ensure_built notices a new CLIP checkpoint (its fingerprint is in the build record) and
+    # re-embeds the image and clip_text channels
+    index.ensure_built(ds, progress=False, log_fn=log)
     build_s = time.perf_counter() - t0
     per = {}
     for c in CATEGORIES:
@@ -257,17 +270,26 @@ def part_fusion(cfg, enc, ds70, work: Path, n_items: int, n_users: int, log) -> 
         split = make_split(ds, "B")
         users_t = split.users
         trv = History.concat(split.train, split.valid, n_users=split.n_users, n_items=split.n_items)
+        # the ceiling: "pictures" whose embedding is the ground truth the users' taste was drawn
+        # from (class one-hot + the two style coordinates), same items without an image
+        cls_of = cat["class"].map({c: k for k, c in enumerate(CATEGORIES)}).to_numpy()
+        oracle = np.zeros((n, len(CATEGORIES) + 2), np.float32)
+        for r, o in enumerate(order):
+            if has_image[o]:
+                oracle[o, cls_of[r]] = 1.0
+                oracle[o, len(CATEGORIES):] = (cat["style_1"][r], cat["style_2"][r])
         variants = {
-            "with_images": (["itemknn", "text_hist", "image_hist", "pop"], True),
-            "without_images": (["itemknn", "text_hist", "pop"], False),
-            "image_only": (["image_hist"], True),
-            "text_only": (["text_hist"], False),
+            "with_images": (["itemknn", "text_hist", "image_hist", "pop"], image_emb),
+            "without_images": (["itemknn", "text_hist", "pop"], None),
+            "image_only": (["image_hist"], image_emb),
+            "text_only": (["text_hist"], None),
+            "with_oracle_images": (["itemknn", "text_hist", "image_hist", "pop"], oracle),
         }
         per_user, res = {}, {}
-        for name, (channels, use_img) in variants.items():
+        for name, (channels, img_emb) in variants.items():
             t0 = time.perf_counter()
             f = FusionRanker(channels=channels, members=1, epochs=40, patience=5)
-            f.fit(split, text_emb=text_emb, image_emb=image_emb if use_img else None, has_image=has_image if use_img else None)
+            f.fit(split, text_emb=text_emb, image_emb=img_emb, has_image=has_image if img_emb is not None else None)
 
             def ev(src):
                 feats = features_all(src, users_t, trv, users_t, f.items_)
@@ -293,7 +315,8 @@ def part_fusion(cfg, enc, ds70, work: Path, n_items: int, n_users: int, log) -> 
                                                              "recall@10": round(float(r2.per_user["recall@10"].mean()), 4)}
             log(f"fusion {scenario}/{name}: ndcg@10 {res[name]['ndcg@10']}")
         ci = {f"{a} - {b}": {k: round(v, 4) for k, v in paired_bootstrap(per_user[a], per_user[b], 1000, 0).items()}
-              for a, b in (("with_images", "without_images"), ("with_images", "image_only"),
+              for a, b in (("with_images", "without_images"), ("with_oracle_images", "without_images"),
+                           ("with_oracle_images", "with_images"), ("with_images", "image_only"),
                            ("with_images_30pct_removed_at_test", "with_images"),
                            ("with_images_30pct_removed_at_test", "without_images"))}
         results[scenario] = {"w_image": w_image, "users": int(len(users_t)), "ndcg": res, "paired_bootstrap_95": ci}

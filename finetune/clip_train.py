@@ -70,8 +70,9 @@ class ClipTrainConfig:
     warmup_steps: int = 30         # linear warm-up, then cosine decay to 0
     flip: bool = True              # random horizontal flips (clothes and shoes read the same mirrored)
     prefix_p: float = 0.5          # share of pairs whose caption is cut to a random clause prefix ("A warm coat",
-                                   # "A warm coat, wide cut."): short queries and class names then land where
-                                   # full captions do (zero-shot and search ask in a few words); 0 = full captions
+                                   # "A warm coat, wide cut."), so short queries land where full captions do;
+                                   # 1 epoch A/B on Fashion-MNIST: zero-shot 0.587 -> 0.609 (names), 0.745 ->
+                                   # 0.769 (grammar ensemble), caption Recall@10 0.556 -> 0.558; 0 = full captions
     checkpoint_every: int = 50     # steps between resumable checkpoints
     seed: int = 0                  # data order, initialisation
 

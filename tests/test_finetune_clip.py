@@ -216,3 +216,48 @@ def test_cli_trains_on_a_custom_catalog_and_search_uses_the_checkpoint(tmp_path)
     hits = _json.loads(p.stdout)
     hits = hits if isinstance(hits, list) else hits.get("hits", hits.get("results"))
     assert len(hits) == 3 and all(h["item_id"].startswith("p") for h in hits)
+
+
+def test_caption_prefixes_end_at_clause_boundaries():
+    from recagent.finetune.clip_train import caption_prefixes
+
+    assert caption_prefixes("A warm coat, wide cut. Dark tone; made for winter.") == [
+        "A warm coat", "A warm coat, wide cut.", "A warm coat, wide cut. Dark tone"]
+    assert caption_prefixes("a small picture of a red ring") == []
+    assert caption_prefixes("mid-grey 3.5 inch heel") == []  # '.' inside a number or word is no boundary
+
+
+def test_identical_captions_are_all_positives():
+    """Plain InfoNCE would push an image away from its caption's duplicate; the loss does not."""
+    import torch
+    import torch.nn.functional as F
+
+    from recagent.finetune.clip_train import contrastive_loss
+
+    logits = torch.tensor([[5.0, 1.0, 0.0], [1.0, 5.0, 0.0], [0.0, 0.0, 5.0]])
+    plain = (F.cross_entropy(logits, torch.arange(3)) + F.cross_entropy(logits.t(), torch.arange(3))) / 2
+    assert contrastive_loss(logits, torch.tensor([0, 1, 2])).item() == pytest.approx(plain.item())
+    # pairs 0 and 1 share a caption: equal similarity to both copies is the optimum, not a mistake
+    dup = torch.tensor([0, 0, 2])
+    even = torch.tensor([[5.0, 5.0, 0.0], [5.0, 5.0, 0.0], [0.0, 0.0, 5.0]])
+    assert contrastive_loss(even, dup) < contrastive_loss(logits, dup)
+    distinct = torch.tensor([0, 1, 2])  # as plain InfoNCE sees them: it prefers the copies apart
+    assert contrastive_loss(logits, distinct) < contrastive_loss(even, distinct)
+
+
+def test_caption_views_sample_prefixes_at_the_given_rate():
+    import torch
+
+    from recagent.finetune.clip_train import CaptionViews
+
+    caps = ["A bag, small. Leather.", "A bag, large. Canvas.", "one clause"] * 200
+    v = CaptionViews.of(caps)
+    assert len(v.texts) == 6 and v.texts[v.full[0]] == caps[0]  # "A bag" is shared: each distinct text once
+    idx = torch.arange(len(caps))
+    assert torch.equal(v.sample(idx, 0.0, torch.Generator().manual_seed(0)), v.full)
+    got = v.sample(idx, 0.5, torch.Generator().manual_seed(0))
+    cut = got != v.full
+    assert not cut[2::3].any()                       # a one-clause caption has no prefix
+    assert 0.4 < cut[0::3].float().mean() < 0.6      # about half of the others are cut
+    assert {v.texts[i] for i in got[0::3][cut[0::3]].tolist()} == {"A bag", "A bag, small."}
+    assert torch.equal(got, v.sample(idx, 0.5, torch.Generator().manual_seed(0)))  # deterministic (resume)
