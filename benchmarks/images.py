@@ -16,11 +16,13 @@ Prints one JSON object (also written to ``<work>/results.json``). Parts (``--par
 * ``index``: every one of the 70,000 images embedded and stored in a Chroma collection with the
   index's HNSW settings: embedding and insert time, recall@10 against exact search and p50/p95
   latency of ``ItemIndex.query_vector`` for text queries and image queries.
-* ``fusion``: SYNTHETIC users (``recagent.data.images.simulate_users``) over 5,000 held-out
+* ``fusion``: SYNTHETIC users (``recagent.data.images.simulate_users``) over 3,000 held-out
   items, whose tastes live in class, picture (visual style) and text (material); 15 % of items
   have no text, 15 % no image. FusionRanker NDCG@10 (protocol B, full ranking) with images,
   without, image only, text only, and with 30 % of images removed at test time, with paired
-  bootstrap CIs; repeated with users whose taste ignores the pictures (w_image = 0).
+  bootstrap CIs; with "oracle pictures" (the ground-truth class + style coordinates as the image
+  embedding: the ceiling of the image channel); repeated with users whose taste ignores the
+  pictures (w_image = 0).
 
 Usage: ``nice -n 5 .venv/bin/python benchmarks/images.py [--parts zeroshot,search,index,fusion] [--threads 2]``
 """
@@ -350,8 +352,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--checkpoint", default=None, help="CLIP checkpoint (default: <work>/clip/clip.pt, trained if missing)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--queries", type=int, default=500)
-    ap.add_argument("--fusion-items", type=int, default=5000)
-    ap.add_argument("--fusion-users", type=int, default=1500)
+    ap.add_argument("--fusion-items", type=int, default=3000)
+    # 800 users (~5 interactions per item): the sparse case where content channels matter; with
+    # 2,000 item-item CF recovers the picture taste by itself (docs/images.md)
+    ap.add_argument("--fusion-users", type=int, default=800)
     args = ap.parse_args(argv)
     import torch
 
