@@ -106,18 +106,7 @@ def profile_target(p: Profile, after: Sequence[int], catalog: Any, nouns: Nouns,
         ex_rows = [catalog.index[i] for i in p.exemplar_ids if i in catalog.index]
         overlap = [sum(cats_after.get(c, 0) for c in catalog.items["categories"].iloc[r]) for r in ex_rows]
         best = p.exemplars[int(np.argmax(overlap))] if overlap else p.exemplars[0]
-    joined = cats[0] if len(cats) == 1 else ", ".join(cats[:-1]) + " and " + cats[-1]
-    when = f", mostly from the {era}" if era else ""
-    v = variant % 3
-    first = [f"You enjoy {joined} {nouns.items}{when}.",
-             f"Your taste runs to {joined}{when}.",
-             f"You keep coming back to {joined} {nouns.items}{when}."][v]
-    second = ""
-    if best:
-        second = [f' "{best}" is the kind of {nouns.item} you like most.',
-                  f' "{best}" shows it well.',
-                  f' Think of "{best}".'][v]
-    return (first + second).strip()
+    return _profile_text(cats, era, best, nouns, variant)
 
 
 def _profile_text(cats: Sequence[str], era: str | None, fav: str | None, nouns: Nouns, variant: int) -> str:
@@ -126,12 +115,12 @@ def _profile_text(cats: Sequence[str], era: str | None, fav: str | None, nouns: 
     when = f", mostly from the {era}" if era else ""
     v = variant % 3
     first = [f"You enjoy {joined} {nouns.items}{when}.",
-             f"Your taste runs to {joined}{when}.",
+             f"You are drawn to {joined} {nouns.items}{when}.",
              f"You keep coming back to {joined} {nouns.items}{when}."][v]
     second = ""
     if fav:
         second = [f' "{fav}" is the kind of {nouns.item} you like most.', f' "{fav}" shows it well.',
-                  f' Think of "{fav}".'][v]
+                  f' "{fav}" is a good example.'][v]
     return first + second
 
 
