@@ -73,6 +73,9 @@ class ClipTrainConfig:
                                    # "A warm coat, wide cut."). 0.5 for 5 epochs on Fashion-MNIST: zero-shot 0.66 ->
                                    # 0.77 (names), 0.71 -> 0.85 (class phrases), but `search --channel image` P@10
                                    # 0.87 -> 0.66: a few "hub" pictures top every short query (docs/images.md)
+    center_text: bool = False      # store the mean unit text embedding of the training texts (whole captions and
+                                   # their prefixes) in clip.pt; ClipEncoder subtracts it from text embeddings,
+                                   # so no picture is near every short query (what prefix_p=0.5 needs)
     checkpoint_every: int = 50     # steps between resumable checkpoints
     seed: int = 0                  # data order, initialisation
 
@@ -279,6 +282,8 @@ def train_clip(pairs: ClipPairs, out_dir: str | Path, cfg: ClipTrainConfig = Cli
 
     def save(final: bool = False) -> None:
         extra = {"step": step, "train": {"pairs": n, "loss": losses[-1] if losses else None, "final": final}}
+        if final and cfg.center_text:
+            extra["text_center"] = text_center(model, tokenize(arch, views.texts))
         save_clip_checkpoint(model, arch, out / CHECKPOINT, model_cfg=mcfg, **extra)
         tmp = state_path.with_name(f".{STATE}.tmp-{os.getpid()}")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "losses": losses,
@@ -332,6 +337,42 @@ def train_clip(pairs: ClipPairs, out_dir: str | Path, cfg: ClipTrainConfig = Cli
     done = step - start_step
     return ClipTrainResult(out / CHECKPOINT, step, losses, secs, done * batch / secs if secs > 0 and done else 0.0,
                            round(time.process_time() - c0, 1))
+
+
+def text_center(model, tokens, batch: int = 256):
+    """The mean of the model's unit-length text embeddings of ``tokens`` (a float tensor)."""
+    import torch
+    import torch.nn.functional as F
+
+    was = model.training
+    model.eval()
+    total = None
+    with torch.inference_mode():
+        for i in range(0, len(tokens), batch):
+            e = F.normalize(model.encode_text(tokens[i:i + batch]).float(), dim=-1).sum(0)
+            total = e if total is None else total + e
+    model.train(was)
+    return (total / len(tokens)).clone()
+
+
+def center_checkpoint(checkpoint: str | Path, captions: Sequence[str]) -> Path:
+    """Add ``text_center`` (see ``ClipTrainConfig.center_text``) to a trained checkpoint, computed
+    from ``captions`` and their clause prefixes as training would; rewrites the file atomically."""
+    import torch
+
+    from recagent.retrieval.clip import load_clip_checkpoint, register_model_config, save_clip_checkpoint
+
+    extras: dict = {}
+    arch, sd, mcfg = load_clip_checkpoint(checkpoint, "", extras)
+    if mcfg is not None:
+        register_model_config(arch, mcfg)
+    import open_clip
+
+    with _quiet_loading():
+        model = open_clip.create_model(arch, pretrained=None, pretrained_text=False)
+    model.load_state_dict(sd)
+    extras["text_center"] = text_center(model, tokenize(arch, CaptionViews.of(list(captions)).texts))
+    return save_clip_checkpoint(model, arch, checkpoint, model_cfg=mcfg, **extras)
 
 
 def contrastive_loss(logits, text_ids):
@@ -572,5 +613,5 @@ def _default_cache() -> Path:
     return Path(load_config(None, ()).paths.cache)
 
 
-__all__ = ["ClipTrainConfig", "ClipPairs", "CaptionViews", "caption_prefixes", "contrastive_loss", "ClipTrainResult", "ClipTrainError", "caption_of", "pairs_from_catalog",
+__all__ = ["ClipTrainConfig", "ClipPairs", "CaptionViews", "caption_prefixes", "contrastive_loss", "text_center", "center_checkpoint", "ClipTrainResult", "ClipTrainError", "caption_of", "pairs_from_catalog",
            "model_config", "build_model", "train_clip", "load_image_tensor"]

@@ -15,6 +15,8 @@ Checkpoint format (what ``save_clip_checkpoint`` writes and what our CLIP fine-t
         "state_dict": model.state_dict(),  # an open_clip CLIP model's weights ("module." prefixes are stripped)
         "model_cfg": {...},            # optional: the architecture's config dict, for archs that
                                        # open_clip does not ship (embed_dim, vision_cfg, text_cfg)
+        "text_center": [...],          # optional: mean unit text embedding, subtracted from every
+                                       # text embedding before it is normalised (see ClipEncoder)
     }, path)
 
 A bare state dict (a file of tensors, as open_clip's released ``.bin``/``.pt`` files) is accepted
@@ -61,8 +63,9 @@ class ClipEncoder(BaseEncoder):
         self.device = "cpu" if device == "auto" and not torch.cuda.is_available() else ("cuda" if device == "auto" else device)
         self.batch_size = batch_size
         state_dict = None
+        extras: dict = {}
         if checkpoint:
-            arch, state_dict, model_cfg = load_clip_checkpoint(checkpoint, arch)
+            arch, state_dict, model_cfg = load_clip_checkpoint(checkpoint, arch, extras)
             if model_cfg is not None:
                 register_model_config(arch, _local_text_tower(model_cfg, checkpoint))
             origin = checkpoint_fingerprint(checkpoint)
@@ -94,6 +97,10 @@ class ClipEncoder(BaseEncoder):
                 raise ModelError(f"{checkpoint}: weights do not fit architecture {arch} ({first}); "
                                  f"save the checkpoint with the 'arch' it was trained with.") from None
         model.eval()
+        # a checkpoint may carry the mean (unit-length) text embedding of its training texts:
+        # subtracting it keeps a few "hub" pictures from topping every short query
+        centre = extras.get("text_center")
+        self.text_center = None if centre is None else np.asarray(centre, np.float32)
         self.model = model
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(arch)
@@ -126,7 +133,10 @@ class ClipEncoder(BaseEncoder):
     def _embed_text_batch(self, texts: list[str]) -> np.ndarray:
         with self._torch.inference_mode():
             tokens = self.tokenizer(texts).to(self.device)
-            return self.model.encode_text(tokens).float().cpu().numpy()
+            e = self.model.encode_text(tokens).float().cpu().numpy()
+        if self.text_center is not None:
+            e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) - self.text_center
+        return e
 
     def _embed_image_batch(self, images: list) -> np.ndarray:
         with self._torch.inference_mode():
@@ -190,12 +200,13 @@ def open_image(image: Any):
         return im.convert("RGB")
 
 
-def load_clip_checkpoint(path: str | Path, arch: str) -> tuple[str, dict, dict | None]:
+def load_clip_checkpoint(path: str | Path, arch: str, extras: dict | None = None) -> tuple[str, dict, dict | None]:
     """Read a checkpoint file: ``(arch, state_dict, model_cfg or None)``.
 
     Args:
         path: the file (format in the module docstring).
         arch: the architecture to assume for a bare state dict.
+        extras: if given, receives the file's other keys (``step``, ``text_center``, ...).
     """
     import torch
 
@@ -208,6 +219,8 @@ def load_clip_checkpoint(path: str | Path, arch: str) -> tuple[str, dict, dict |
         raise ModelError(f"{path}: expected a dict with 'state_dict' and 'arch'; re-save it in that format.")
     if "state_dict" in obj:
         sd, ckpt_arch, model_cfg = obj["state_dict"], obj.get("arch"), obj.get("model_cfg")
+        if extras is not None:
+            extras.update({k: v for k, v in obj.items() if k not in ("state_dict", "arch", "model_cfg")})
     else:
         sd, ckpt_arch, model_cfg = obj, None, None
     if ckpt_arch and ckpt_arch != arch:

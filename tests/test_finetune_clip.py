@@ -261,3 +261,31 @@ def test_caption_views_sample_prefixes_at_the_given_rate():
     assert 0.4 < cut[0::3].float().mean() < 0.6      # about half of the others are cut
     assert {v.texts[i] for i in got[0::3][cut[0::3]].tolist()} == {"A bag", "A bag, small."}
     assert torch.equal(got, v.sample(idx, 0.5, torch.Generator().manual_seed(0)))  # deterministic (resume)
+
+
+def test_text_center_is_stored_and_subtracted_and_can_be_added_later(text_model, tmp_path):
+    """center_text=True stores the mean unit text embedding; ClipEncoder subtracts it; adding it
+    afterwards (center_checkpoint) gives the same vector, since it does not change training."""
+    import torch
+
+    from recagent.finetune.clip_train import center_checkpoint
+    from recagent.retrieval.clip import ClipEncoder
+
+    pairs, _ = make_pairs(32)
+    cfg = ClipTrainConfig(**{**TINY.__dict__, "max_steps": 10})
+    train_clip(pairs, tmp_path / "plain", cfg, text_model=text_model, progress=False)
+    train_clip(pairs, tmp_path / "centred", ClipTrainConfig(**{**cfg.__dict__, "center_text": True}), text_model=text_model,
+               progress=False)
+    stored = torch.load(tmp_path / "centred" / CHECKPOINT, weights_only=True)["text_center"]
+    assert stored.shape == (TINY.embed_dim,) and 0.05 < float(stored.norm()) <= 1.0
+    plain, centred = ClipEncoder(checkpoint=tmp_path / "plain" / CHECKPOINT), ClipEncoder(checkpoint=tmp_path / "centred" / CHECKPOINT)
+    assert plain.text_center is None
+    texts = sorted(set(pairs.captions))
+    raw = plain.embed_texts(texts)
+    want = raw - stored.numpy()
+    np.testing.assert_allclose(centred.embed_texts(texts), want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-5)
+    assert np.linalg.norm(centred.embed_texts(texts).mean(0)) < np.linalg.norm(raw.mean(0))  # the shared direction is gone
+    center_checkpoint(tmp_path / "plain" / CHECKPOINT, pairs.captions)
+    later = torch.load(tmp_path / "plain" / CHECKPOINT, weights_only=True)
+    torch.testing.assert_close(later["text_center"], stored, atol=1e-6, rtol=1e-5)
+    assert later["step"] == 10
