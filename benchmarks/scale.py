@@ -8,6 +8,14 @@ cost per epoch at scale, not accuracy (accuracy on a synthetic log means nothing
 
     nice -n 5 .venv/bin/python benchmarks/scale.py                      # ~1M x 20k items x 50k users
     .venv/bin/python benchmarks/scale.py --scale 0.1 --models ease,rp3beta   # quick look
+    nice -n 5 .venv/bin/python benchmarks/scale.py --models fusion-chat  # the chat's ranking step
+
+``fusion-chat`` is the chat's per-turn ranking at that scale: the fusion ranker over the channels
+that fit there (EASE / DLAE refuse 20k items, MultiVAE and SASRec are too slow to train on
+this CPU), trained briefly on a few hundred held-out last items (its accuracy is not the point),
+then per user: one full-catalog scoring pass (``FusionRanker.contributions``, what
+``agent/fusion_ranker.py`` calls each turn to pick and explain its candidates), ``rank`` of 300
+candidates and ``recommend``; p50 / p95 over ``CHAT_USERS`` users, plus each channel's share.
 """
 
 from __future__ import annotations
@@ -28,6 +36,11 @@ MODELS = ("pop", "itemknn", "ease", "dlae", "rp3beta", "gfcf", "userknn", "bpr",
 #: validation split, so no early stopping) and SASRec's sampled gBCE loss, which is what its
 #: full softmax over 20k items would need to fit in memory and time on CPU
 SETTINGS = {"bpr": {"epochs": 3}, "multivae": {"epochs": 1}, "sasrec": {"epochs": 1, "loss": "gbce", "negatives": 256}}
+#: the fusion-chat run: channels fit at this scale (grid-free, the models' defaults), the
+#: users whose last item trains the net, and the users timed
+CHAT_CHANNELS = ("itemknn", "rp3beta", "gfcf", "userknn", "bpr")
+CHAT_VALID_USERS = 200
+CHAT_USERS = 50
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     shape = dict(n_users=int(a.users * a.scale), n_items=int(a.items * a.scale),
                  n_interactions=int(a.interactions * a.scale))
     if a.child:
-        print(json.dumps(_child(a.child, shape)), flush=True)
+        fn = _chat_child if a.child == "fusion-chat" else _child
+        print(json.dumps(fn(a.child, shape) if fn is _child else fn(shape)), flush=True)
         return
     out = {"data": {"kind": "SYNTHETIC (recagent.data.synthetic)", **shape, "scale": a.scale},
            "settings": SETTINGS, "threads": os.environ.get("OMP_NUM_THREADS"), "models": {}}
@@ -103,6 +117,67 @@ def _child(name: str, shape: dict) -> dict:
         lat.append(time.perf_counter() - t)
     res.update(status="ok", recommend_one_user_ms_median=round(1000 * float(np.median(lat[1:])), 1),
                recommend_one_user_ms_first=round(1000 * lat[0], 1), peak_rss_mib=_rss_mib())
+    return res
+
+
+def _chat_child(shape: dict) -> dict:
+    """The chat's ranking step at scale (see the module docstring)."""
+    import numpy as np
+
+    from recagent.data.synthetic import SyntheticSpec, generate
+    from recagent.ranking.base import History
+    from recagent.ranking.fusion import FusionRanker
+    from recagent.ranking.registry import model_class
+
+    import torch
+
+    torch.set_num_threads(1)
+    t = time.time()
+    df = generate(SyntheticSpec(**shape))
+    n_u, n_i = shape["n_users"], shape["n_items"]
+    rng = np.random.default_rng(0)
+    # the last item of a few users is the fusion net's validation target
+    last = df.groupby("uidx").tail(1)
+    last = last[df.groupby("uidx")["uidx"].transform("size").loc[last.index] > 2]
+    valid = last.loc[rng.choice(last.index.to_numpy(), CHAT_VALID_USERS, replace=False)]
+    train = History.from_frame(df.drop(valid.index), n_u, n_i)
+    res = {"data": {"interactions": int(train.matrix.nnz), "generate_s": round(time.time() - t, 1)},
+           "channels": list(CHAT_CHANNELS), "fit_s": {}}
+    models = {}
+    for name in CHAT_CHANNELS:
+        t = time.time()
+        models[name] = model_class(name)(**SETTINGS.get(name, {})).fit(train)
+        res["fit_s"][name] = round(time.time() - t, 1)
+    emb = rng.standard_normal((n_i, 384)).astype(np.float32)        # random text vectors: cost only
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    t = time.time()
+    fusion = FusionRanker(channels=list(CHAT_CHANNELS) + ["text_hist", "pop", "recency"], members=1, epochs=3,
+                          patience=1, select=False).fit(train, valid, base_models=models, text_emb=emb)
+    res["fit_s"]["fusion"] = round(time.time() - t, 1)
+    users = rng.choice(np.flatnonzero(np.diff(train.matrix.indptr) > 0), CHAT_USERS + 1, replace=False)
+    lat = {"contributions_full_catalog": [], "rank_300_candidates": [], "recommend_k10": []}
+    per_channel = {name: [] for name in CHAT_CHANNELS}
+    for u in users:
+        hist = list(train.sequences[u])
+        t = time.perf_counter()
+        fusion.contributions(hist, user=int(u))
+        lat["contributions_full_catalog"].append(time.perf_counter() - t)
+        cands = rng.choice(n_i, 300, replace=False)
+        t = time.perf_counter()
+        fusion.rank(hist, cands, user=int(u))
+        lat["rank_300_candidates"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        fusion.recommend(int(u), k=10)
+        lat["recommend_k10"].append(time.perf_counter() - t)
+        one = fusion._one_user_history(hist, int(u))
+        for name, m in models.items():
+            t = time.perf_counter()
+            m.score(np.array([int(u)])) if name == "bpr" else m.score(np.array([0]), one)
+            per_channel[name].append(time.perf_counter() - t)
+    ms = lambda v, q: round(1000 * float(np.percentile(v[1:], q)), 1)  # noqa: E731 (first call warms caches)
+    res["latency_ms"] = {k: {"p50": ms(v, 50), "p95": ms(v, 95)} for k, v in lat.items()}
+    res["channel_score_ms_p50"] = {k: ms(v, 50) for k, v in per_channel.items()}
+    res.update(status="ok", users_timed=CHAT_USERS, peak_rss_mib=_rss_mib())
     return res
 
 

@@ -198,11 +198,18 @@ def _recency(src: FeatureSources, t_user: np.ndarray, items: np.ndarray) -> np.n
     out = np.zeros((len(t_user), len(items)), np.float32)
     if src._ev_item is None:
         return out
+    # one sorted key per event, item * span + time, so that every (user, item) window count is
+    # two searchsorted calls over all pairs at once (a loop over items cost ~0.3 s per chat user
+    # at 20k items); query times are clipped just outside the events' range, which keeps counts
+    key = getattr(src, "_ev_key", None)
+    t_lo, t_hi = float(src._ev_time.min()) - 1.0, float(src._ev_time.max()) + 1.0
+    span = t_hi - t_lo + 1.0
+    if key is None:
+        key = src._ev_key = src._ev_item * span + (src._ev_time - t_lo)
     t = np.nan_to_num(np.asarray(t_user, float), nan=-np.inf)
     win = src.recency_days * 86400.0
-    bounds = np.searchsorted(src._ev_item, np.arange(src.n_items + 1))
-    for c, it in enumerate(items):
-        ts = src._ev_time[bounds[it]:bounds[it + 1]]
-        if len(ts):
-            out[:, c] = np.searchsorted(ts, t, side="right") - np.searchsorted(ts, t - win, side="right")
+    base = np.asarray(items, np.int64)[None, :] * span
+    hi = base + (np.clip(t, t_lo, t_hi) - t_lo)[:, None]
+    lo = base + (np.clip(t - win, t_lo, t_hi) - t_lo)[:, None]
+    out[:] = np.searchsorted(key, hi, side="right") - np.searchsorted(key, lo, side="right")
     return np.log1p(out)

@@ -62,6 +62,9 @@ class FusionRanker(Recommender):
         members: nets in the ensemble; the valid users are cut into ``members`` folds and
             member k stops on fold k, so every valid user has an out-of-fold score (used for
             ``select``) and the average uses all users.
+        repeats: times the fold cut is redrawn (another seed), each giving ``members`` nets; a
+            user's out-of-fold score is the mean over repeats (less variance from the small
+            early-stopping folds; the ensemble then has ``members x repeats`` nets).
         loss: "softmax" over all candidates or "topn" (softmax over the top ``topn``
             candidates plus the targets), see ``fusion_net``.
         topn: candidates kept by the "topn" loss.
@@ -80,13 +83,13 @@ class FusionRanker(Recommender):
     def __init__(self, channels: list | None = None, hidden: int = 16, mlp: bool = True, lr: float = 5e-3,
                  weight_decay: float = 1e-5, epochs: int = 100, patience: int = 8, holdout: float = 0.2,
                  batch_users: int = 64, recency_days: float = 14.0, extra_weights: dict | None = None,
-                 members: int = 3, loss: str = "softmax", topn: int = 50, train_top: int = 256, refit_folds: int = 0,
+                 members: int = 3, repeats: int = 1, loss: str = "softmax", topn: int = 50, train_top: int = 256, refit_folds: int = 0,
                  select: bool = True, seed: int = 2020, **kw: Any):
         super().__init__(channels=None if channels is None else list(channels), hidden=hidden, mlp=mlp, lr=lr,
                          weight_decay=weight_decay, epochs=epochs, patience=patience, holdout=holdout,
                          batch_users=batch_users, recency_days=recency_days,
                          extra_weights=dict(extra_weights or {"query": 1.0, "constraint": 3.0}), members=members,
-                         loss=loss, topn=topn, train_top=train_top, refit_folds=refit_folds, select=select, seed=seed,
+                         repeats=repeats, loss=loss, topn=topn, train_top=train_top, refit_folds=refit_folds, select=select, seed=seed,
                          **kw)
         from recagent.errors import ConfigError
 
@@ -140,7 +143,7 @@ class FusionRanker(Recommender):
         sl = self.slice
         nets, infos = [], []
         oof = np.zeros((n_sel, features[0].shape[1]), np.float32)
-        has_oof = np.zeros(n_sel, bool)
+        has_oof = np.zeros(n_sel, np.int64)
         extra = np.arange(n_sel, n)
         for k, val_rows in enumerate(folds):
             tr_rows = np.concatenate([np.setdiff1d(np.arange(n_sel), val_rows), extra])
@@ -148,15 +151,15 @@ class FusionRanker(Recommender):
             nets.append(net)
             infos.append(info)
             if len(val_rows):
-                oof[val_rows] = forward(net, features, sl, val_rows)
-                has_oof[val_rows] = True
+                oof[val_rows] += forward(net, features, sl, val_rows)
+                has_oof[val_rows] += 1
         self.net = ensemble(nets)
         self.info.update({"members": len(nets), "best_epochs": [i.get("best_epoch") for i in infos],
                           "holdout_ndcg10": round(float(np.mean([i.get("holdout_ndcg10", np.nan) for i in infos])), 4),
                           "training_users": int(n), "selection_users": int(n_sel)})
         if self.params["select"] and has_oof.any():
             rows = np.flatnonzero(has_oof)
-            self.served, table = select_served(features, rows, oof[rows], sl)
+            self.served, table = select_served(features, rows, oof[rows] / has_oof[rows, None], sl)
             self.info["selection"] = {"served": describe(self.served), "valid_ndcg@10": table}
             self.info["served_valid_ndcg10"] = table[label(self.served)]
             if log:
@@ -164,15 +167,23 @@ class FusionRanker(Recommender):
         self.info["fit_seconds"] = round(time.time() - t0, 1)
 
     def _folds(self, n: int) -> list[np.ndarray]:
-        """Held-out rows of each member: ``members`` disjoint folds, or one ``holdout`` share."""
-        rng = np.random.default_rng(self.params["seed"])
-        perm = rng.permutation(n)
+        """Held-out rows of each member: per repeat, ``members`` disjoint folds (or one
+        ``holdout`` share), each repeat cut with its own seed."""
         k = max(1, int(self.params["members"]))
         if n < 2:
             return [np.zeros(0, np.int64)]
-        if k == 1:
-            return [np.sort(perm[:max(1, int(round(self.params["holdout"] * n)))])]
-        return [np.sort(perm[j::k]) for j in range(k)]
+        out = []
+        for r in range(self.n_repeats):
+            perm = np.random.default_rng(self.params["seed"] + 1000 * r).permutation(n)
+            if k == 1:
+                out.append(np.sort(perm[:max(1, int(round(self.params["holdout"] * n)))]))
+            else:
+                out.extend(np.sort(perm[j::k]) for j in range(k))
+        return out
+
+    @property
+    def n_repeats(self) -> int:
+        return max(1, int(self.params.get("repeats", 1) or 1))
 
     def training_features(self, train: History, valid: Any, src: FeatureSources | None = None,
                           items: np.ndarray | None = None) -> tuple:
@@ -333,7 +344,7 @@ class FusionRanker(Recommender):
         if self.params["channels"] is None:  # pragma: no cover - saved models always name them
             self.params["channels"] = [c for c in CHANNELS if self.src.available(c)]
         self.net = ensemble([build_net(len(self.params["channels"]), self.params["hidden"], self.params["mlp"])
-                             for _ in range(max(1, int(self.params["members"])))])
+                             for _ in range(max(1, int(self.params["members"])) * self.n_repeats)])
         self.net.load_state_dict(torch.load(Path(directory) / "net.pt", weights_only=True))
 
 

@@ -77,6 +77,7 @@ class GFCF(Recommender):
         self.di = _inv_sqrt(np.asarray(x.sum(0)).ravel())
         self.R = sp.diags(du) @ x @ sp.diags(self.di)
         self.R = self.R.tocsr().astype(np.float32)
+        self.RT = self.R.T.tocsr()     # kept: scipy would convert R.T to CSR on every score call
         self.V = np.zeros((0, x.shape[1]), np.float32)
         k = min(int(self.params["k"]), min(x.shape) - 1)
         if float(self.params["alpha"]) > 0 and k > 0:
@@ -88,7 +89,7 @@ class GFCF(Recommender):
 
     def score(self, users: np.ndarray, history: History | None = None) -> np.ndarray:
         h = (history or self._require_fit()).for_users(np.atleast_1d(users)).astype(np.float32)
-        out = np.asarray(((h @ self.R.T) @ self.R).todense(), dtype=np.float32)
+        out = np.asarray(((h @ self.RT) @ self.R).todense(), dtype=np.float32)
         if len(self.V) and float(self.params["alpha"]) > 0:
             low = np.asarray(h.multiply(self.di[None, :]).tocsr() @ self.V.T) @ self.V
             di_inv = np.zeros_like(self.di)
@@ -101,6 +102,7 @@ class GFCF(Recommender):
 
     def _load_state(self, state: dict, directory: Path) -> None:
         self.R, self.di, self.V = sparse_from_state("R", state), state["di"], state["V"]
+        self.RT = self.R.T.tocsr()
 
 
 def _row_normalize(m: sp.csr_matrix) -> sp.csr_matrix:

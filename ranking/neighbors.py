@@ -37,12 +37,13 @@ class UserKNN(Recommender):
     def _fit(self, train: History, valid: Any, **kw: Any) -> None:
         self.X = train.matrix.astype(np.float32).tocsr()
         self.norms = np.sqrt(np.asarray(self.X.multiply(self.X).sum(1)).ravel()).astype(np.float32)
+        self.XT = self.X.T.tocsr()     # kept: scipy would convert X.T to CSR on every score call
 
     def score(self, users: np.ndarray, history: History | None = None) -> np.ndarray:
         users = np.atleast_1d(users)
         src = history or self._require_fit()
         h = src.for_users(users).astype(np.float32)
-        sim = np.asarray((h @ self.X.T).todense(), dtype=np.float32)          # (b, n_train_users)
+        sim = np.asarray((h @ self.XT).todense(), dtype=np.float32)          # (b, n_train_users)
         hn = np.sqrt(np.asarray(h.multiply(h).sum(1)).ravel())
         sim /= np.outer(hn, self.norms) + float(self.params["shrink"]) + 1e-9
         if src.n_users == sim.shape[1]:  # rows are training users: never one's own neighbour

@@ -254,3 +254,34 @@ def test_training_on_shortlists_learns_the_same_and_scores_match_the_full_featur
     short = forward(net, (Xs, Ms, cs), SL2)
     for r in range(len(rows)):                          # pointwise net: the same items score the same
         assert np.abs(short[r][:, None] - full[r][None, :]).min(1).max() < 1e-5
+
+
+def test_recency_counts_each_items_events_in_the_window_before_the_users_time():
+    """The recency channel (vectorised over all user x item pairs) against a direct count on a
+    tiny log, including a user with no time (NaN) and times outside the log's range."""
+    import pandas as pd
+
+    from recagent.ranking.features import FeatureSources, _recency
+
+    rng = np.random.default_rng(0)
+    ev = pd.DataFrame({"iidx": rng.integers(0, 7, 200), "timestamp": rng.uniform(0, 60 * 86400, 200).round()})
+    src = FeatureSources({}, None, None, None, ev, 14.0, 9)
+    t = np.array([10 * 86400.0, 59 * 86400.0, np.nan, -5.0, 90 * 86400.0, float(ev.timestamp.iloc[3])])
+    got = _recency(src, t, np.arange(9))
+    for r, tu in enumerate(t):
+        for i in range(9):
+            ts = ev.timestamp[ev.iidx == i].to_numpy()
+            want = 0 if np.isnan(tu) else int(((ts <= tu) & (ts > tu - 14 * 86400)).sum())
+            assert got[r, i] == pytest.approx(np.log1p(want)), (r, i)
+
+
+def test_fusion_repeats_redraw_the_folds_and_keep_every_net():
+    """``repeats`` cuts the valid users again with another seed; the ensemble holds members x
+    repeats nets."""
+    from recagent.ranking.fusion import FusionRanker
+
+    f = FusionRanker(members=2, repeats=2)
+    folds = f._folds(10)
+    assert len(folds) == 4
+    assert sorted(np.concatenate(folds[:2])) == list(range(10)) == sorted(np.concatenate(folds[2:]))
+    assert not all(np.array_equal(a, b) for a, b in zip(folds[:2], folds[2:]))
