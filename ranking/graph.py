@@ -91,11 +91,18 @@ class GFCF(Recommender):
         h = (history or self._require_fit()).for_users(np.atleast_1d(users)).astype(np.float32)
         out = np.asarray(((h @ self.RT) @ self.R).todense(), dtype=np.float32)
         if len(self.V) and float(self.params["alpha"]) > 0:
-            low = np.asarray(h.multiply(self.di[None, :]).tocsr() @ self.V.T) @ self.V
+            v_in, v_out = self._low_pass()
+            out += float(self.params["alpha"]) * (np.asarray(h @ v_in) @ v_out)
+        return out
+
+    def _low_pass(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(D_i^-1/2 V_k^T, V_k D_i^1/2)``, so the ideal low-pass part of a history ``r`` is
+        ``(r @ first) @ second`` (computed once: per call it cost ~15 ms at 20k items)."""
+        if getattr(self, "_lp", None) is None:
             di_inv = np.zeros_like(self.di)
             di_inv[self.di > 0] = 1.0 / self.di[self.di > 0]
-            out += float(self.params["alpha"]) * low * di_inv[None, :]
-        return out
+            self._lp = (np.ascontiguousarray((self.V * self.di[None, :]).T), self.V * di_inv[None, :])
+        return self._lp
 
     def _state(self) -> dict:
         return {**sparse_state("R", self.R), "di": self.di, "V": self.V}
