@@ -8,10 +8,10 @@ Usage:
       [--channels ease,itemknn,...] [--refit-folds K] [--loss softmax|topn] [--topn N]
       [--models pop,ease,...,fusion]
 
-Measured 2026-11-26 (shared 2-core machine, load 3-8, --models
-pop,itemknn,ease,bpr,[sasrec,]content,rp3beta,gfcf,userknn,dlae,fusion, ablations on):
-  A: fusion NDCG@10 0.2408 vs DLAE 0.2312, diff +0.0095 [+0.0037, +0.0158]; eval 340 s
-  B: fusion NDCG@10 0.1310 vs SASRec 0.1071, diff +0.0239 [+0.0129, +0.0354]; eval 416 s
+Measured 2026-11-27 (shared 2-core machine, load 2.9-3.4, `benchmarks/ranking.py AB`: every
+model, ablations on, fusion channels ranking.train.FUSION_CHANNELS):
+  A: fusion NDCG@10 0.2432 vs DLAE 0.2312, diff +0.0119 [+0.0058, +0.0185]; eval 193 s
+  B: fusion NDCG@10 0.1299 vs SASRec 0.1071, diff +0.0228 [+0.0121, +0.0341]; eval 521 s
 """
 
 from __future__ import annotations

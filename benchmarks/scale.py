@@ -16,6 +16,8 @@ this CPU), trained briefly on a few hundred held-out last items (its accuracy is
 then per user: one full-catalog scoring pass (``FusionRanker.contributions``, what
 ``agent/fusion_ranker.py`` calls each turn to pick and explain its candidates), ``rank`` of 300
 candidates and ``recommend``; p50 / p95 over ``CHAT_USERS`` users, plus each channel's share.
+Measured 2026-11-27 (50k users, 20k items, 969k interactions, load ~2.6): full pass p50 81 ms,
+p95 121 ms; rank of 300 candidates p50 21 ms; recommend p50 78 ms; peak RSS 4.7 GB.
 """
 
 from __future__ import annotations
