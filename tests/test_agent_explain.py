@@ -317,3 +317,24 @@ def test_template_never_claims_a_category_the_neighbour_does_not_share(tiny, ver
         text = template_sentence(sheet, v)
         assert "shares" not in text and " like \"" not in text, text
         assert "same decade" in text and verifier.check(text, sheet.facts()).ok, text
+
+
+def test_a_turn_gives_its_items_different_example_openings(tiny, verifier):
+    """Regression (issue 11): every prompt of a turn carried the same example reply, so a small
+    model opened all five reasons alike and three failed the repeated-opening check, paying a
+    second LLM batch. Items now get examples that open differently, shaped like their facts."""
+    from recagent.agent.explain import FEW_SHOT_VARIANTS, few_shot
+    from recagent.agent.verify import sentence_frame
+
+    idx = tiny.item_index
+    known = build_fact_sheets(tiny.catalog, [(idx[i], "neighbours") for i in ("i7", "i3", "i4")],
+                              [idx["i1"], idx["i2"]], Evidence(tiny))
+    exp = Explainer(FakeLLM(default="x"), verifier, 20)
+    replies = [exp.prompt(known[0], None, v)[2]["content"] for v in range(FEW_SHOT_VARIANTS)]
+    assert len({sentence_frame(r, verifier.vocab) for r in replies}) == FEW_SHOT_VARIANTS
+    new = build_fact_sheets(tiny.catalog, [(idx["i1"], "query")], [], None)[0]
+    shot_user, shot_reply = few_shot(exp.nouns, verifier.vocab.categories, 0, new)
+    assert "liked nothing yet" in shot_user and "You liked" not in shot_user and "liked" not in shot_reply
+    for v in range(FEW_SHOT_VARIANTS):  # every example reply passes the verifier against its own facts
+        user, reply = few_shot(exp.nouns, verifier.vocab.categories, v, known[0])
+        assert '"Night Train"' in reply and "Moon Harbor" in reply
