@@ -148,6 +148,7 @@ class Agent:
         query = self._query_text(session, parsed.free_text)
         exclude = self._exclude(session)
         cands, notes, used = self._rank(session, query, exclude)
+        cands = self._honest_channels(session, cands)
         if parsed.ask and not parsed.injection:
             missing = self.vocab.unmatched_words(parsed.ask)
             if missing:
@@ -227,6 +228,20 @@ class Agent:
             if cands:
                 return cands[:k], notes, cons
         return [], ["Nothing left in the catalog matches; try removing a constraint."], c
+
+    def _honest_channels(self, session: SessionState, cands: list) -> list:
+        """A 'query' item that misses the ask (it came in after a constraint was relaxed, or the
+        ask's words match other items) is not described as matching what was asked for: it takes
+        its strongest other channel, else 'other'."""
+        asked = session.constraints.mask(self.ds.catalog)
+        matching = self.vocab.matching_rows(session.ask) if session.ask else set()
+        out = []
+        for c in cands:
+            if c.channel == "query" and (not asked[c.item_idx] or (matching and c.item_idx not in matching)):
+                rest = {k: v for k, v in (c.parts or {}).items() if k not in ("query", "constraint") and v > 0}
+                c = c._replace(channel=max(rest, key=rest.get) if rest else "other")
+            out.append(c)
+        return out
 
     def _header(self, session: SessionState, parsed, n: int, notes: list[str], used: Constraints) -> str:
         parts = []

@@ -188,3 +188,26 @@ def test_a_relaxed_reply_describes_what_its_picks_meet(grocery):
             assert row["year"] <= 1989, head
         if "Breakfast Cereal" in head.split("Here are")[-1]:
             assert "Breakfast Cereal" in row["categories"], head
+
+
+def test_after_relaxing_no_reason_says_it_matches_the_ask(grocery):
+    """Regression (issue 11): after a constraint was relaxed, items the query channel found still
+    got "it matches what you asked for" although they missed the ask."""
+    from recagent.agent.explain import build_fact_sheets, template_sentence
+    from recagent.agent.ranker import Candidate
+
+    agent = make_agent(grocery, k=3)
+    s = agent.new_session()
+    agent.respond(s, "breakfast cereal before 1990")
+    idx = grocery.item_index
+    cands = [Candidate(idx["g2"], 2.0, "query", {"query": 1.0, "popular": 0.2}),      # cereal, but 1995: misses the era
+             Candidate(idx["g9"], 1.5, "query", {"query": 0.8}),                      # cheese: misses the aisle, no other channel
+             Candidate(idx["g1"], 1.0, "query", {"query": 0.9})]                      # cereal from 2001: misses the era too
+    s.constraints.year_max = None  # now g1 and g2 meet the ask; g9 still does not
+    got = agent._honest_channels(s, cands)
+    assert [c.channel for c in got] == ["query", "other", "query"]
+    s.constraints.year_max = 1989
+    got = agent._honest_channels(s, cands)
+    assert [c.channel for c in got] == ["popular", "other", "other"]
+    for sheet in build_fact_sheets(grocery.catalog, [(c.item_idx, c.channel) for c in got], [], None):
+        assert "matches what you asked for" not in template_sentence(sheet)
