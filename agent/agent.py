@@ -92,9 +92,10 @@ class Agent:
         self.settings = s = settings or AgentConfig()
         self.llm = llm
         self.vocab = CatalogVocab(dataset.catalog, s.fuzzy_threshold, nouns or nouns_for(dataset))
-        self.parser = DialogueParser(self.vocab)
-        self.verifier = Verifier(self.vocab)
         self.ranker = ranker or SimpleRanker(dataset, like_threshold=s.like_threshold)
+        encoder = getattr(self.ranker, "encoder", None) or getattr(getattr(self.ranker, "index", None), "_text", None)
+        self.parser = DialogueParser(self.vocab, encoder if hasattr(encoder, "embed_texts") else None, s.exclude_similarity)
+        self.verifier = Verifier(self.vocab)
         self.evidence = getattr(self.ranker, "evidence", None) or Evidence(dataset, s.like_threshold)
         self.embeddings = item_embeddings if item_embeddings is not None else getattr(self.ranker, "emb", None)
         self.explainer = Explainer(llm if s.explain_with_llm else None, self.verifier, s.explain_max_new_tokens,

@@ -61,11 +61,14 @@ class DialogueParser:
 
     Args:
         vocab: the catalog's titles and categories.
+        encoder: a text encoder (``embed_texts``) for exclusions by meaning; None = by word only.
+        exclude_similarity: cosine similarity a category name needs to an excluded word.
         max_year: the catalog's latest year (for "recent").
     """
 
-    def __init__(self, vocab: CatalogVocab):
+    def __init__(self, vocab: CatalogVocab, encoder=None, exclude_similarity: float = 1.0):
         self.vocab = vocab
+        self.encoder, self.exclude_similarity = encoder, exclude_similarity
         years = vocab.catalog.items["year"].dropna()
         self.max_year = int(years.max()) if len(years) else 2020
 
@@ -120,6 +123,11 @@ class DialogueParser:
         p.ask = _ask_words(ask_text, negated=lambda pos: _negated(cat_text, pos))
         p.exclude_words += [w.lower() for w in _ask_words(ask_text, negated=lambda pos: not _negated(cat_text, pos)).split()
                             if w.lower() not in p.exclude_words]
+        # by meaning: categories whose name is close to an excluded word ('no frozen food' -> 'Ice Cream')
+        for w in p.exclude_words:
+            p.exclude += [c for c in self.vocab.similar_categories(w, self.encoder, self.exclude_similarity)
+                          if c not in p.exclude]
+        p.include = [c for c in p.include if c not in p.exclude]
         return p
 
     def _relative_years(self, low: str, shown: list[str], current: Constraints | None) -> tuple[int | None, int | None] | None:

@@ -37,6 +37,8 @@ SYNONYMS: dict[str, str] = {
 _LOOSE = {"space", "family", "kid", "kids", "children", "comic", "love story", "heist", "cowboy", "action",
           "adventure", "adventures", "dramatic"}
 
+_EMB_LOCK = __import__("threading").Lock()
+
 _ARTICLES = re.compile(r"^(the|a|an|la|le|les|il|el|der|die|das)\s+")
 
 # Words too general to name a category or an ask on their own ("no frozen food" is about
@@ -261,6 +263,26 @@ class CatalogVocab:
             if cats:
                 out.append((cats, s, e))
         return out
+
+    def similar_categories(self, word: str, encoder, threshold: float) -> list[str]:
+        """Categories whose name is close in meaning to ``word``: cosine similarity of the text
+        encoder's embeddings >= ``threshold`` ('frozen' -> 'Ice Cream' with a real encoder).
+
+        Args:
+            encoder: anything with ``embed_texts(list[str]) -> L2-normalised array`` (a `TextEncoder`).
+            threshold: 0..1; 1 or more finds nothing.
+        """
+        if encoder is None or threshold >= 1 or not self.categories:
+            return []
+        import numpy as np
+
+        with _EMB_LOCK:  # one embedding of the category names per vocabulary, shared by sessions
+            emb = self.__dict__.get("_category_emb")
+            if emb is None:
+                emb = self.__dict__["_category_emb"] = np.asarray(encoder.embed_texts(self.categories), dtype=np.float32)
+        q = np.asarray(encoder.embed_texts([word]), dtype=np.float32)[0]
+        sims = emb @ q
+        return [c for c, s in zip(self.categories, sims) if s >= threshold]
 
     def unmatched_words(self, text: str) -> list[str]:
         """Content words of an ask that no item's title, text or categories contain."""

@@ -211,3 +211,52 @@ def test_after_relaxing_no_reason_says_it_matches_the_ask(grocery):
     assert [c.channel for c in got] == ["popular", "other", "other"]
     for sheet in build_fact_sheets(grocery.catalog, [(c.item_idx, c.channel) for c in got], [], None):
         assert "matches what you asked for" not in template_sentence(sheet)
+
+
+class MeaningEncoder:
+    """A fake text encoder (the real `embed_texts` interface): each text maps to a unit vector of
+    its 'concept'; 'frozen' and 'Ice Cream' share one, so only meaning links them."""
+
+    CONCEPTS = {"frozen": 0, "ice cream": 0, "cheese": 1, "breakfast": 2}
+    name, dim = "meaning", 4
+
+    def embed_texts(self, texts):
+        import numpy as np
+
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for i, t in enumerate(texts):
+            hits = [v for k, v in self.CONCEPTS.items() if k in t.lower()] or [3]
+            out[i, hits[0]] = 1.0
+        return out
+
+
+def test_exclusion_by_meaning_with_a_text_encoder(grocery):
+    """'no frozen food' excludes the 'Ice Cream' aisle only through the encoder (no shared word),
+    beside the word and abbreviation matches; the threshold in [agent] turns it off."""
+    vocab = CatalogVocab(grocery.catalog)  # the catalog has no Ice Cream aisle: add one to its vocabulary
+    vocab.__dict__["categories"] = list(vocab.categories) + ["Ice Cream"]
+    p = DialogueParser(vocab, MeaningEncoder(), exclude_similarity=0.75).parse("something for breakfast, no frozen food")
+    assert {"Frozen Pizza", "Frzn Breakfast", "Ice Cream"} <= set(p.exclude), p.exclude
+    assert "Cheese" not in p.exclude and "Breakfast Cereal" in p.include
+    off = DialogueParser(vocab, MeaningEncoder(), exclude_similarity=1.0).parse("no frozen food")
+    assert "Ice Cream" not in off.exclude and "Frozen Pizza" in off.exclude
+
+
+def test_exclude_similarity_is_range_checked():
+    from recagent.config import load_config
+    from recagent.errors import ConfigError
+
+    assert load_config(overrides=["agent.exclude_similarity=0.5"]).agent.exclude_similarity == 0.5
+    with pytest.raises(ConfigError):
+        load_config(overrides=["agent.exclude_similarity=1.5"])
+
+
+def test_agent_excludes_by_meaning_end_to_end(grocery):
+    """The agent hands its ranker's encoder to the parser: the state holds the excluded aisles."""
+    ranker = SimpleRanker(grocery, encoder=MeaningEncoder())
+    agent = Agent(grocery, ranker=ranker, settings=AgentConfig(k=3, explain_with_llm=False, profile_with_llm=False))
+    s = agent.new_session()
+    r = agent.respond(s, "something for breakfast, no frozen food")
+    assert {"Frozen Pizza", "Frozen Vegetables", "Frozen Meat", "Frzn Breakfast"} <= set(s.constraints.exclude)
+    assert all(not cats(grocery, it.item_id) & {"Frozen Pizza", "Frozen Vegetables", "Frozen Meat", "Frzn Breakfast"}
+               for it in r.items)
