@@ -5,7 +5,9 @@ LLM writes from those facets alone, verified like explanations, with a template 
 
 from __future__ import annotations
 
+import copy
 import math
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -65,16 +67,23 @@ class ProfileSummarizer:
         self.like_threshold, self.dislike_threshold = like_threshold, dislike_threshold
         self.n_exemplars, self.recent_window, self.max_new_tokens = exemplars, recent_window, max_new_tokens
         self._cache: dict[str, Profile] = {}
+        self._lock = threading.Lock()  # sessions share one summarizer; the cache is its only mutable state
 
     def summarize(self, user_id: str, prose: bool = True) -> Profile:
-        """The profile of a user of the log (cached per user)."""
+        """The profile of a user of the log (cached per user; safe to call from several sessions:
+        two first calls for one user may both compute it, and the first stored wins). Callers get
+        a copy, so a session that edits its profile never changes another session's."""
         key = f"{user_id}|{prose}"
-        if key not in self._cache:
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is None:
             h = self.ds.history(str(user_id))
             rows = [self.ds.item_index[i] for i in h["item_id"]]
             ratings = h["rating"].to_numpy(dtype="float64") if self.ds.interactions.has_ratings else None
-            self._cache[key] = self.from_items(str(user_id), rows, ratings, prose=prose)
-        return self._cache[key]
+            made = self.from_items(str(user_id), rows, ratings, prose=prose)
+            with self._lock:
+                hit = self._cache.setdefault(key, made)
+        return copy.deepcopy(hit)
 
     def from_items(self, user_id: str | None, rows: Sequence[int], ratings: Sequence[float] | None = None,
                    prose: bool = True) -> Profile:

@@ -338,3 +338,23 @@ def test_a_turn_gives_its_items_different_example_openings(tiny, verifier):
     for v in range(FEW_SHOT_VARIANTS):  # every example reply passes the verifier against its own facts
         user, reply = few_shot(exp.nouns, verifier.vocab.categories, v, known[0])
         assert '"Night Train"' in reply and "Moon Harbor" in reply
+
+
+def test_profile_cache_is_safe_for_concurrent_sessions(tiny):
+    """Sessions share one summarizer: 8 threads asking for the same users at once all get the
+    same profile, and editing one session's copy never changes what another gets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from recagent.agent.profile import ProfileSummarizer
+
+    summ = ProfileSummarizer(tiny)
+    users = [str(u) for u in tiny.user_ids] * 8
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda u: summ.summarize(u, prose=False), users))
+    by_user: dict = {}
+    for u, p in zip(users, got):
+        by_user.setdefault(u, []).append(p.to_dict())
+    assert all(all(d == ds[0] for d in ds) for ds in by_user.values())
+    mine = summ.summarize(users[0], prose=False)
+    mine.liked_categories.clear()
+    assert summ.summarize(users[0], prose=False).liked_categories, "a session's edit leaked into the shared cache"
