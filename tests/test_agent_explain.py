@@ -144,7 +144,7 @@ def test_profile_facets_from_ratings(tiny, verifier):
     assert p.eras[0][0] in ("1970s", "1980s", "2000s") and abs(sum(s for _, s in p.eras) - 1.0) < 0.02
     assert "Haunted Manor" not in p.exemplars and set(p.exemplars) <= {"Star Voyage", "Robot Uprising", "Galaxy Pirates"}
     assert p.prose == template_prose(p) and p.prose_source == "template"
-    assert s.summarize("u0") is p              # cached per run
+    assert s.summarize("u0") == p and s.summarize("u0") is not p  # cached per run; each caller gets a copy
 
 
 def test_profile_prose_from_llm_is_verified(tiny, verifier):
