@@ -302,40 +302,25 @@ def training_reasons(s: FactSheet, nouns: Nouns) -> list[str]:
     return out
 
 
-def reason_prompt(explainer: Explainer, sheet: FactSheet, slot: int = 0) -> list[dict]:
-    """The chat's reason prompt for a card in position ``slot`` of a turn (the chat gives its
-    cards different few-shot openings; older explainers have one)."""
-    import inspect
-
-    if "variant" in inspect.signature(explainer.prompt).parameters:
-        return explainer.prompt(sheet, None, slot)
-    return explainer.prompt(sheet)
-
-
 def shot_shaped(explainer: Explainer, sheet: FactSheet, slot: int = 0) -> str | None:
     """The prompt's own example reply, rewritten with this sheet's facts (its title, liked
     neighbour, counts, year and shared category), when the result passes every check: the
     target that teaches 'say these facts the way the example does'."""
-    import re as _re
-
-    from recagent.agent import explain as ex
+    from recagent.agent.explain import few_shot
 
     n = sheet.neighbours[0] if sheet.neighbours else None
     cat = (n["shared"][0] if n and n["shared"] else (sheet.categories[0] if sheet.categories else None))
     if cat is None:
         return None
     cats = [cat] + [c for c in explainer.verifier.vocab.categories if c != cat][:1]
-    try:
-        _, reply = ex.few_shot(explainer.nouns, cats, slot, sheet)
-    except TypeError:  # an explainer with one example
-        _, reply = ex.few_shot(explainer.nouns, cats)
+    _, reply = few_shot(explainer.nouns, cats, slot, sheet)
     other = n["title"] if n else (sheet.co_liked["via_title"] if sheet.co_liked else None)
     if '"Night Train"' in reply and other is None:
         return None
     text = reply.replace('"Moon Harbor"', f'"{sheet.title}"').replace('"Night Train"', f'"{other}"')
     if sheet.co_liked:
-        text = _re.sub(r"\b41\b", str(sheet.co_liked["both"]), text)
-        text = _re.sub(r"\b97\b", str(sheet.co_liked["via_total"]), text)
+        text = re.sub(r"\b41\b", str(sheet.co_liked["both"]), text)
+        text = re.sub(r"\b97\b", str(sheet.co_liked["via_total"]), text)
     text = text.replace("1983", str(sheet.year)) if sheet.year else text.replace(" from 1983", "").replace(" (1983)", "")
     return text if grounded(text, sheet, explainer) else None
 
@@ -355,7 +340,7 @@ def sample_reasons(llm: Any, explainer: Explainer, sheets: Sequence[FactSheet], 
     want = [sentence_frame(x, vocab) if x else None for x in (shapes or [None] * len(sheets))]
     for start in range(0, len(sheets), batch_sheets):
         chunk = sheets[start:start + batch_sheets]
-        prompts = [reason_prompt(explainer, s, slots[start + j]) for j, s in enumerate(chunk) for _ in range(candidates)]
+        prompts = [explainer.prompt(s, None, slots[start + j]) for j, s in enumerate(chunk) for _ in range(candidates)]
         texts = llm.generate_batch(prompts, max_new_tokens, temperature)
         for j, s in enumerate(chunk):
             cands = [clean(t) for t in texts[j * candidates:(j + 1) * candidates]]
@@ -464,7 +449,7 @@ def build_llm_data(ds: Any, settings: Any, nouns: Nouns, out_dir: Path, llm: Any
             text = min(options, key=lambda t: (frames[sentence_frame(t, vocab)], order[t]))
             source = "template"
         frames[sentence_frame(text, vocab)] += 1
-        examples.append(Example("reason", reason_prompt(explainer, s, slots[i]), text, source))
+        examples.append(Example("reason", explainer.prompt(s, None, slots[i]), text, source))
     order = rng.permutation(len(examples))
     lines = [json.dumps(asdict(examples[i]), ensure_ascii=False, sort_keys=True) for i in order]
     body = ("\n".join(lines) + "\n").encode("utf-8")

@@ -75,7 +75,7 @@ def finetune(cfg: Any, out: str | Path, *, dataset: str | None = None, items: st
 
     nouns = nouns_for(ds, cfg.data)
     if images and not ds.catalog.has_images:
-        log_fn(f"finetune: --images {images}: the catalog has no image_path column, so the CLIP stage has nothing to train on")
+        log_fn(f"finetune: --images {images}: no catalog image was found there, so the CLIP stage has nothing to train on")
     if not cfg.data.item_noun:  # the run records what its items are called, for chat --run
         cfg = cfg.replace("data", item_noun=nouns.item, category_noun=nouns.category)
     if (lay.root / "data.json").is_file():
@@ -259,7 +259,7 @@ def _base_llm(cfg: Any, temperature: float | None = None, tuned: Any = None) -> 
         tuned: the `RunLayout` whose adapter / merged model to load; None = the base.
     """
     t = cfg.finetune.reason_temperature if temperature is None else temperature
-    if getattr(cfg.models, "llm_backend", "hf") == "ct2":
+    if cfg.models.llm_backend == "ct2":
         from recagent.agent.llm_ct2 import CT2Model
 
         c = cfg if tuned is None else cfg.replace("models", llm=str(tuned.merged), llm_adapter="")

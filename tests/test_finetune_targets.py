@@ -144,7 +144,7 @@ def test_training_reasons_pass_the_chat_checks_in_many_frames(grocery):
 def test_example_shaped_targets_open_like_the_prompts_example(grocery):
     from recagent.agent.explain import build_fact_sheets
     from recagent.agent.verify import sentence_frame
-    from recagent.finetune.llm_data import grounded, reason_prompt, shot_shaped
+    from recagent.finetune.llm_data import grounded, shot_shaped
 
     ex = _explainer(grocery)
     idx = grocery.item_index
@@ -158,7 +158,7 @@ def test_example_shaped_targets_open_like_the_prompts_example(grocery):
             if text is None:
                 continue
             made += 1
-            shot = reason_prompt(ex, s, slot)[2]["content"]  # the example reply this prompt shows
+            shot = ex.prompt(s, None, slot)[2]["content"]  # the example reply this prompt shows
             assert sentence_frame(text, vocab) == sentence_frame(shot, vocab), (text, shot)
             assert grounded(text, s, ex) and s.title in text and "Moon Harbor" not in text and "Night Train" not in text
     assert made >= 6
