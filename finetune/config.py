@@ -32,10 +32,11 @@ class FinetuneConfig:
                                          "of their later likes (the best rules become the targets)", min=1)
     profile_rules: int = opt(3, "house rules kept; each user's profile target is the one that fits them best", min=1)
     min_history: int = opt(5, "users with fewer interactions give no profile example", min=1)
-    heldout_users: int = opt(100, "users kept out of the LLM training data, for the before/after evaluation", min=0)
+    heldout_users: int = opt(200, "users kept out of the LLM training data, for the before/after evaluation", min=0)
     reason_sample_sheets: int = opt(120, "fact sheets whose reason targets are sampled from the base model (the rest "
                                          "are varied templates); sampling costs ~1 s per sheet on 2 cores", min=0)
     reason_candidates: int = opt(4, "samples per fact sheet in rejection sampling", min=1)
     reason_temperature: float = opt(0.9, "sampling temperature of the candidates", gt=0, max=2)
     eval_pairs: int = opt(300, "held-out (user, item) pairs whose reasons are compared before/after", min=1)
-    eval_users: int = opt(100, "held-out users whose profiles are compared before/after (Recall@50)", min=1)
+    eval_users: int = opt(200, "held-out users whose profiles are compared before/after (Recall@50; on ML-100K "
+                                    "100 users gave a CI 0.057 wide)", min=1)

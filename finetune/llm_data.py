@@ -215,6 +215,7 @@ thanks worth fit fits fitting close closely much described description story sto
 well-liked popular popularity favourite favourites favorite favorites one-of highly rated rating ratings
 part among along alongside plus together another lot lots those ones two three four five six seven eight nine ten
 scored score well recommended reason reasons chosen choose here's this's yet not no nor only even ever
+after heart keeps keep going sits offers offer brings bring worked works earns earn place mood won over gives stays common pairs pair
 """.split())
 
 
@@ -259,8 +260,14 @@ def grounded(text: str, sheet: FactSheet, explainer: Explainer) -> bool:
 
 
 def training_reasons(s: FactSheet, nouns: Nouns) -> list[str]:
-    """Grounded reasons in many sentence frames, built only from the fact sheet: the top-up
-    for sheets where sampling found nothing (three chat templates would teach one pattern)."""
+    """Grounded reasons in many sentence frames, built only from the fact sheet.
+
+    A lead (how the item relates to the liked neighbour, or why it was picked) is combined
+    with one of several ways of giving the co-liked count, so the bank holds dozens of
+    phrasings per sheet: a tuned model that learned from it varies its wording from card to
+    card, where three chat templates (or the prompt's one example) would teach it one pattern.
+    Every frame says only what the sheet says; `grounded` still checks each one.
+    """
     from recagent.agent.explain import _why
 
     t = f'"{s.title}"'
@@ -268,38 +275,46 @@ def training_reasons(s: FactSheet, nouns: Nouns) -> list[str]:
     genre = " and ".join(s.categories[:2])
     kind = f"{genre} {nouns.item}" if genre else nouns.item
     art = "an" if kind[:1].lower() in "aeiou" else "a"
-    out: list[str] = []
+    leads: list[str] = []
     if s.neighbours and s.liked:
         n = s.neighbours[0]
         x = f'"{n["title"]}"'
-        shared = " and ".join(n["shared"][:2])
-        if shared:
-            out = [f"{t} shares {shared} with {x}, which you liked.",
-                   f"You liked {x}, and {t} brings the same {shared}.",
-                   f"{t}{when} is another {shared} pick in the spirit of {x}, one of your likes.",
-                   f"Since {x} was among your likes, the {shared} of {t} should suit you.",
-                   f"If you enjoyed {x}, {t} offers more {shared}.",
-                   f"Like {x}, which you liked, {t} is {shared} at heart."]
-        else:
-            link = "described much like" if n.get("similar_text") else "from the same decade as"
-            out = [f"{t} is {art} {kind}{when}, {link} {x}, which you liked.",
-                   f"You liked {x}; {t} is {link} it.",
-                   f"{t}, {art} {kind}{when}, is {link} {x}, one of your likes."]
+        sh = " and ".join(n["shared"][:2])
+        for xx in (f"{x}, which you liked", f"{x}, one of your likes", x):
+            if sh:
+                leads += [f"{t} shares {sh} with {xx}", f"{t} has the {sh} streak of {xx}",
+                          f"{t} is a {sh} match for {xx}", f"{t} gives more {sh} in the spirit of {xx}",
+                          f"after {xx}, {t} brings more {sh}", f"{t} offers the {sh} of {xx}",
+                          f"{t}{when} is {sh} at heart, like {xx}"]
+            else:
+                link = ("described much like", "with a story much like") if n.get("similar_text") else \
+                       ("from the same decade as", "made in the same years as")
+                leads += [f"{t} is {art} {kind}{when}, {link[0]} {xx}", f"{t}, {art} {kind}, is {link[1]} {xx}"]
+        if sh:
+            leads += [f"{t} keeps the {sh} of {x} going", f"{t} stays close to {x} with its {sh}", f"{t} has {sh} in common with {x}",
+                      f"you liked {x}, and {t} brings the same {sh}", f"if {x} worked for you, {t} offers more {sh}",
+                      f"{t} is another {sh} pick{when} for fans of {x}", f"{t} pairs well with {x}: both are {sh}"]
     else:
         why = _why(s)
-        out = [f"{t} is {art} {kind}{when}, and {why}.",
-               f"{t} made the list because {why}.",
-               f"{art.capitalize()} {kind}{when}: {t}, picked because {why}.",
-               f"Because {why}, {t} is on the list, {art} {kind}{when}.",
-               f"{t}{when} is here because {why}."]
-    if s.co_liked:
-        c = s.co_liked
-        v = f'"{c["via_title"]}"'
-        tails = [f' {c["both"]} of the {c["via_total"]} people who liked {v} also liked it.',
-                 f' Of the {c["via_total"]} people who liked {v}, {c["both"]} liked it too.',
-                 f' {c["both"]} of {c["via_total"]} fans of {v} liked it as well.']
-        out = [o + tails[i % len(tails)] for i, o in enumerate(out)]
-    return out
+        leads = [f"{t} is {art} {kind}{when}, and {why}", f"{t} made the list because {why}",
+                 f"{art} {kind}{when}: {t}, picked because {why}", f"because {why}, {t} is on the list",
+                 f"{t}{when} is here because {why}", f"{t}, {art} {kind}{when}, earns its place: {why}",
+                 f"{t} is {art} {kind} pick{when}; {why}", f"for {art} {kind} mood, {t} fits: {why}"]
+    leads = [x[0].upper() + x[1:] for x in leads]
+    if not s.co_liked:
+        return [x + "." for x in leads]
+    c = s.co_liked
+    b, m, v = c["both"], c["via_total"], f'"{c["via_title"]}"'
+    tails = [f", and {b} of the {m} people who liked {v} also liked it.",
+             f"; of the {m} people who liked {v}, {b} liked it too.",
+             f". {b} of {m} fans of {v} liked it as well.",
+             f". {v} fans agree: {b} of {m} liked it.",
+             f", and it won over {b} of the {m} fans of {v}.",
+             f"; {b} out of {m} people who liked {v} liked it too."]
+    return [lead + tail for lead in leads for tail in tails] + [
+        f"{b} of the {m} people who liked {v} also liked {t}, {art} {kind}{when}.",
+        f"Fans of {v} agree: {b} of {m} of them liked {t}.",
+        f"{t} won over {b} of the {m} people who liked {v}."]
 
 
 def shot_shaped(explainer: Explainer, sheet: FactSheet, slot: int = 0) -> str | None:
@@ -443,10 +458,15 @@ def build_llm_data(ds: Any, settings: Any, nouns: Nouns, out_dir: Path, llm: Any
             text, source = shape, "example-shaped"  # the prompt's example opening, with this sheet's facts
         if text is None:
             # the frame used least so far, among those that pass the chat's checks (never one pattern)
-            options = [t for t in training_reasons(s, nouns) if explainer._check(t, s).ok]
+            bank = training_reasons(s, nouns)
+            options = []
+            for j in rng.permutation(len(bank)):  # a few that pass, in random order (the bank is large)
+                if grounded(bank[j], s, explainer):
+                    options.append(bank[j])
+                    if len(options) == 8:
+                        break
             options = options or [template_sentence(s, v, nouns) for v in range(3)]
-            order = {t: r for t, r in zip(options, rng.permutation(len(options)))}
-            text = min(options, key=lambda t: (frames[sentence_frame(t, vocab)], order[t]))
+            text = min(options, key=lambda t: frames[sentence_frame(t, vocab)])  # stable: random order kept
             source = "template"
         frames[sentence_frame(text, vocab)] += 1
         examples.append(Example("reason", explainer.prompt(s, None, slots[i]), text, source))
