@@ -8,6 +8,7 @@ something else. User text enters prompts only as an escaped quotation, never as 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Generator, Iterator
 
 from recagent.agent.config import AgentConfig
@@ -198,7 +199,16 @@ class Agent:
         out = {idx[i] for i in ids if i in idx}
         if session.user_id is not None:
             out |= {idx[i] for i in self.ds.history(session.user_id)["item_id"]}
-        return out
+        twins = self._twins
+        return out | {t for i in out if i in twins for t in twins[i]}  # "Chasing Amy" is seen whichever row was
+
+    @cached_property
+    def _twins(self) -> dict[int, list[int]]:
+        """Catalog rows that share a normalised title with another row -> every row of that title."""
+        groups: dict[int, list[int]] = {}
+        for i in range(len(self.vocab.titles)):
+            groups.setdefault(self.vocab.canonical(i), []).append(i)
+        return {i: g for g in groups.values() if len(g) > 1 for i in g}
 
     def _rank(self, session: SessionState, query: str, exclude: set[int]):
         """Rank under the constraints; when nothing fits, relax the era, then the categories.
@@ -226,9 +236,24 @@ class Agent:
             if len(cands) < k:
                 taken = {cand.item_idx for cand in cands}
                 cands = list(cands) + self.ranker.rank(session, query, k - len(cands), exclude | taken, cons)
+            cands = self._distinct_titles(cands, session, query, k, exclude, cons)
             if cands:
                 return cands[:k], notes, cons
         return [], ["Nothing left in the catalog matches; try removing a constraint."], c
+
+    def _distinct_titles(self, cands: list, session: SessionState, query: str, k: int, exclude: set[int],
+                         cons: Constraints) -> list:
+        """One row per title in a reply (a catalog's second "Chasing Amy" is dropped), refilled once."""
+        twins = self._twins
+        keep, seen = [], set()
+        for c in cands:
+            if c.item_idx not in seen:
+                keep.append(c)
+                seen |= set(twins.get(c.item_idx, ())) | {c.item_idx}
+        if len(keep) < len(cands):
+            more = self.ranker.rank(session, query, k - len(keep), exclude | seen, cons)
+            keep += [c for c in more if c.item_idx not in seen][:k - len(keep)]
+        return keep
 
     def _honest_channels(self, session: SessionState, cands: list) -> list:
         """A 'query' item that misses the ask (it came in after a constraint was relaxed, or the

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from recagent.agent.llm import LLM
-from recagent.agent.verify import Facts, Verifier, repeated_frames
+from recagent.agent.verify import Facts, Verifier, repeated_frames, split_sentences
 from recagent.agent.vocab import Nouns
 
 # How each candidate channel is described to the user (unknown channels fall back to 'other').
@@ -201,17 +201,24 @@ def build_fact_sheets(catalog, items: Sequence[tuple[int, str]], history: Sequen
         n_neighbours: closest history items to keep.
         user_liked: the user's own liked rows in the log (removed from co-liked totals).
     """
+    from recagent.agent.vocab import norm_title
+
     hist = list(dict.fromkeys(int(h) for h in history))[-200:]
     cats = [set(c) for c in catalog.items["categories"]]
     years = catalog.items["year"].to_numpy(dtype="float64", na_value=np.nan)
     titles = catalog.items["title"]
+    hist_keys = {h: norm_title(titles.iloc[h]) for h in hist}
     out = []
     for idx, channel in items:
         idx = int(idx)
         rec = catalog.row(idx)
         neigh = []
-        if hist:
-            hs = np.array(hist)
+        # a liked row with the item's own title (catalogs list some titles twice) is the item
+        # itself, never its neighbour or its co-liked evidence
+        key = norm_title(rec["title"])
+        others = [h for h in hist if hist_keys[h] != key]
+        if others:
+            hs = np.array(others)
             inter = np.array([len(cats[idx] & cats[h]) for h in hs], dtype=np.float32)
             union = np.array([max(1, len(cats[idx] | cats[h])) for h in hs], dtype=np.float32)
             same_era = np.array([bool(rec["year"]) and not np.isnan(years[h]) and int(years[h]) // 10 == rec["year"] // 10 for h in hs])
@@ -231,10 +238,10 @@ def build_fact_sheets(catalog, items: Sequence[tuple[int, str]], history: Sequen
                               "shared": [c for c in rec["categories"] if c in cats[h]],
                               "same_era": bool(same_era[j]),
                               "similar_text": bool(sim is not None and sim[j] >= 0.5)})
-        via_first = [n["idx"] for n in neigh[:1]] + hist
+        via_first = [n["idx"] for n in neigh[:1]] + others
         co = evidence.best_via(via_first[:1], idx, user_liked) if evidence is not None and neigh else None
         if co is None and evidence is not None:
-            co = evidence.best_via(hist, idx, user_liked)
+            co = evidence.best_via(others, idx, user_liked)
         if co:
             co["via_title"] = str(titles.iloc[co["via_idx"]])
         out.append(FactSheet(idx, str(rec["item_id"]), str(rec["title"]), rec["year"], list(rec["categories"]),
@@ -424,7 +431,7 @@ def clean(text: str) -> str:
     if cut:
         t = t.rstrip(",;: ") + "."
     t = re.sub(r"^(sure|certainly|of course|here(?:'s| is) (?:the|a|my) sentence)[,:!.]?\s*", "", t, flags=re.I)
-    sentences = [x for x in re.split(r"(?<=[.!?])\s+", t) if x]
+    sentences = split_sentences(t)
     if sentences and not re.search(r"[.!?][\"”')]*$", sentences[-1]):
         last = sentences.pop()  # cut off by the token budget: keep its complete clauses, if any
         head = re.split(r"[;,]\s+(?=[^;,]*$)", last)[0].rstrip(",;: ")

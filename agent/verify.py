@@ -81,6 +81,10 @@ def _objects(m: re.Match, spans: list[tuple[int, int, int]], text: str) -> list[
 
 
 _QUOTED = re.compile(r"[\"“”]([^\"“”]{1,150})[\"“”]")
+# A full stop that ends no sentence: dotted initials ('E.T.', 'L.A.', 'U.S.') and honorifics
+# ('Mrs.', 'Dr.', 'St.'), common in titles ("L.A. Confidential", "Mrs. Doubtfire").
+_ABBREV = re.compile(r"(?:(?<![\w.])(?:[A-Za-z]\.){2,}|(?<![\w.])(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|Mt|Ft|Vol|vs|Bros|Inc|Ltd)\.)$")
+_BOUNDARY = re.compile(r"[.!?]+[\"”’')\]]*(?=\s+)")
 # Runs of capitalised words (with short lower-case joiners): candidate titles in LLM text.
 _TITLE_CASE = re.compile(r"\b([A-Z][\w'’&.:-]*(?:\s+(?:of|the|and|in|on|a|an|to|for|at|with|from|[A-Z0-9][\w'’&.:-]*))+)")
 
@@ -155,6 +159,8 @@ class Verifier:
         for idx in self.named_items(t):
             if self.vocab.canonical(idx) not in allowed:
                 problems.append(f"names '{self.vocab.titles[idx]}', not in the facts")
+        if _open_quote(t):
+            problems.append("unbalanced quotation marks (a title cut off)")
         for q in self.unknown_quoted(t):
             problems.append(f"quotes '{q}', which is not a catalog title")
         rest = self._without_allowed_titles(t, facts.titles)
@@ -219,7 +225,7 @@ class Verifier:
             plain[s:e] = " " * (e - s)
         plain_text = _QUOTED.sub(" T ", "".join(plain))
         out = []
-        for sent in re.split(r"(?<=[.!?])\s+", plain_text.strip()):
+        for sent in split_sentences(plain_text.strip()):
             words = re.findall(r"[a-z][a-z'’-]*", sent.lower())
             if not words:
                 continue
@@ -262,6 +268,26 @@ class Verifier:
         return _QUOTED.sub(" ", out)
 
 
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a text, split after . ! ? and a space, but never inside a quotation, after an
+    abbreviation ('"E.T. the Extra-Terrestrial" is...', 'set in L.A. with...') or before a
+    lower-case word ('"Who Framed Roger Rabbit?" is...')."""
+    out, start = [], 0
+    for m in _BOUNDARY.finditer(text):
+        piece = text[start:m.end()]
+        if _ABBREV.search(piece.rstrip("\"”’')]")) or _open_quote(piece) or text[m.end():].lstrip()[:1].islower():
+            continue
+        out.append(piece.strip())
+        start = m.end()
+    out.append(text[start:].strip())
+    return [x for x in out if x]
+
+
+def _open_quote(text: str) -> bool:
+    """True inside a quotation: an odd number of straight quotes, or more “ than ”."""
+    return text.count('"') % 2 == 1 or text.count("“") > text.count("”")
+
+
 def sentence_frame(text: str, vocab: CatalogVocab | None = None, words: int = 3) -> str:
     """How a reason opens, with titles, numbers and categories abstracted: 'since you liked T'.
     A turn may open at most two of its reasons with the same frame."""
@@ -289,7 +315,7 @@ def repeated_frames(texts: list[str], vocab: CatalogVocab | None = None, limit: 
 def strip_unknown_titles(text: str, verifier: Verifier, allowed: set[int]) -> str:
     """Last line of defence: drop every sentence that names a title outside ``allowed`` or quotes
     a non-title. Used on the final reply; templates never trip it."""
-    sentences = re.split(r"(?<=[.!?])\s+", text)
+    sentences = split_sentences(text)
     canon = {verifier.vocab.canonical(i) for i in allowed}
     keep = [s for s in sentences if not verifier.outside(s, canon) and not verifier.unknown_quoted(s)]
     return " ".join(keep)

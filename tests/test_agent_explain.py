@@ -358,3 +358,67 @@ def test_profile_cache_is_safe_for_concurrent_sessions(tiny):
     mine = summ.summarize(users[0], prose=False)
     mine.liked_categories.clear()
     assert summ.summarize(users[0], prose=False).liked_categories, "a session's edit leaked into the shared cache"
+
+
+@pytest.fixture
+def twins(tmp_path):
+    """The tiny catalog plus i9, a second row titled "Star Voyage" (catalogs list some titles
+    twice: ML-100K has 'Chasing Amy' and 'Cape Fear' twice); sci-fi fans u2 and u4 liked both rows,
+    u0 only the first."""
+    from conftest import TINY_ITEMS
+    from recagent.data import load_files
+
+    items = tmp_path / "items.csv"
+    items.write_text(TINY_ITEMS + "i9,Star Voyage,The crew of explorers sails again,Sci-Fi|Adventure,1977\n", encoding="utf-8")
+    rows = ["user_id,item_id,timestamp,rating"]
+    for u in range(6):
+        for j, it in enumerate((["i1", "i2", "i7"] + (["i9"] if u else [])) if u % 2 == 0 else ["i3", "i4", "i8"]):
+            rows.append(f"u{u},{it},{1_000_000 + 100 * u + j},5")
+    log = tmp_path / "log.csv"
+    log.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return load_files(items, log, name="twins")
+
+
+def test_a_twin_title_is_never_the_items_own_neighbour_or_evidence(twins):
+    """Regression (issue 11): a user who liked one "Star Voyage" row was told the other row
+    "shares Sci-Fi and Adventure with "Star Voyage", one of your likes"."""
+    idx = twins.item_index
+    ver = Verifier(CatalogVocab(twins.catalog))
+    sheet = build_fact_sheets(twins.catalog, [(idx["i9"], "neighbours")], [idx["i1"], idx["i2"]], Evidence(twins))[0]
+    assert sheet.neighbours and all(n["title"] != "Star Voyage" for n in sheet.neighbours), sheet.neighbours
+    assert sheet.co_liked is None or sheet.co_liked["via_title"] != "Star Voyage", sheet.co_liked
+    for v in range(3):
+        text = template_sentence(sheet, v)
+        assert text.count("Star Voyage") == 0 and ver.check(text, sheet.facts()).ok, text
+
+
+def test_a_twin_of_a_seen_item_is_not_recommended(twins):
+    from recagent.agent.agent import Agent
+    from recagent.agent.config import AgentConfig
+
+    agent = Agent(twins, settings=AgentConfig(explain_with_llm=False, profile_with_llm=False))
+    s = agent.new_session("u0")  # liked i1, i2 and i7: the i9 row of "Star Voyage" is unseen but not new
+    r = agent.respond(s, "sci-fi")
+    assert r.items and not any(i.title == "Star Voyage" for i in r.items), [i.title for i in r.items]
+    s = agent.new_session()
+    first = agent.respond(s, "sci-fi")
+    assert sum(i.title == "Star Voyage" for i in first.items) <= 1, [i.title for i in first.items]
+
+
+def test_clean_keeps_abbreviations_and_quoted_titles_whole():
+    """Regression (issue 11): sentences were cut at 'Mrs.' / 'L.A.' / 'E.T.' in titles, leaving
+    'a Comedy movie for fans of "Mrs.' on a card."""
+    from recagent.agent.verify import split_sentences
+
+    assert clean('"Ace Ventura" is a Comedy for fans of "Mrs. Doubtfire", and 12 of the 40 people') == \
+        '"Ace Ventura" is a Comedy for fans of "Mrs. Doubtfire".'
+    assert clean("A Crime pick like L.A. Confidential, which you liked. It is tense.") == \
+        "A Crime pick like L.A. Confidential, which you liked. It is tense."
+    assert split_sentences('"E.T. the Extra-Terrestrial" is warm. "Who Framed Roger Rabbit?" is fun. Go.') == \
+        ['"E.T. the Extra-Terrestrial" is warm.', '"Who Framed Roger Rabbit?" is fun.', "Go."]
+    assert split_sentences("Sure! A fine Drama. And then") == ["Sure!", "A fine Drama.", "And then"]
+
+
+def test_a_title_cut_off_mid_quote_fails_the_verifier(sheet, verifier):
+    v = verifier.check('"Galaxy Pirates" is a Sci-Fi pick for fans of "Mrs.', sheet.facts())
+    assert not v.ok and any("quotation" in p for p in v.problems), v.problems
