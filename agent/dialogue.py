@@ -34,6 +34,7 @@ _NEG = re.compile(r"\b(no|not|without|except|avoid|hate|hated|dislike|don'?t wan
                   r"no more|anything but|skip|exclude|less)\b", re.IGNORECASE)
 _SCOPE_BREAK = re.compile(r"[.;!?,]|\b(but|instead|rather|prefer|want|something|maybe|please|and (?:some|a|an))\b",
                           re.IGNORECASE)
+_ADDS = re.compile(r"\b(also|as well|plus|additionally|in addition|on top)\b|\btoo\s*(?:[.,!?;]|$)", re.IGNORECASE)
 _POS = r"(?:#\s*(\d+)|(?:number|no\.?|item|option)\s*(\d+)|(?:the\s+)?(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|1st|2nd|3rd|4th|5th|last)(?:\s+one)?)"
 
 
@@ -54,6 +55,7 @@ class Parsed:
     ask: str = ""                 # the free text less titles, categories, eras and feedback: what to match items on
     k: int | None = None          # "just 3", "shorter list": the list size the user asked for
     list_size: str | None = None  # 'shorter' / 'longer' (relative to the current size)
+    include_adds: bool = False    # "also French" / "and French": add to the wanted categories (else replace them)
 
 
 class DialogueParser:
@@ -104,10 +106,14 @@ class DialogueParser:
         for span in title_spans:  # "Star Wars" must not say "War"
             cat_text = cat_text.replace(span, " " * len(span))
         ask_text = cat_text
+        first_include = len(cat_text)
         for cat, start, end in self.vocab.find_categories(cat_text):
-            target = p.exclude if _negated(cat_text, start) else p.include
+            negated = _negated(cat_text, start)
+            target = p.exclude if negated else p.include
             if cat not in target:
                 target.append(cat)
+            if not negated:
+                first_include = min(first_include, start)
             ask_text = ask_text[:start] + " " * (end - start) + ask_text[end:]
         # single words of multi-word or abbreviated categories: "no frozen food" -> Frozen Pizza, Frzn Breakfast
         for cats, start, end in self.vocab.find_category_words(ask_text):
@@ -116,7 +122,12 @@ class DialogueParser:
             target += [c for c in cats if c not in target]
             if negated:
                 p.exclude_words.append(ask_text[start:end].lower())
+            else:
+                first_include = min(first_include, start)
             ask_text = ask_text[:start] + " " * (end - start) + ask_text[end:]
+        # "not that one, something French" after "Thai" replaces Thai; "also French", "and
+        # something French", "French too" add to it
+        p.include_adds = bool(_ADDS.search(cat_text) or re.search(r"\b(and|or)\b", cat_text[:first_include]))
         p.include = [c for c in p.include if c not in p.exclude]
         p.year_min, p.year_max = self._relative_years(cat_text, shown, current) or self._years(cat_text)
         p.k, p.list_size = self._list_size(low, k)

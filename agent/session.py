@@ -111,6 +111,8 @@ class SessionState:
         c = self.constraints
         if p.reset:
             self.constraints = c = Constraints()
+        if p.include and not getattr(p, "include_adds", False):
+            c.include = []  # a new ask of the same kind replaces the last one, unless it says "also" / "and"
         for cat in p.include:
             if cat in c.exclude:
                 c.exclude.remove(cat)

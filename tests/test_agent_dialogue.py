@@ -123,3 +123,57 @@ def test_later_like_overrides_dislike(parser):
 def test_constraints_mask(tiny):
     m = Constraints(include=["Sci-Fi"], exclude=["Action"], year_max=1990).mask(tiny.catalog)
     assert [i for i, ok in zip(tiny.catalog.ids, m) if ok] == ["i1"]
+
+
+RECIPES = [("r1", "Green Curry", "Coconut green curry with basil", "Thai", 2001),
+           ("r2", "Pad Thai", "Rice noodles with peanuts and lime", "Thai", 1999),
+           ("r3", "Tom Yum Soup", "Hot and sour soup with lemongrass", "Thai", 2005),
+           ("r4", "Coq au Vin", "Chicken braised in red wine", "French", 1990),
+           ("r5", "Ratatouille", "Stewed summer vegetables", "French", 2003),
+           ("r6", "Onion Soup", "Onion soup with melted cheese", "French", 1995),
+           ("r7", "Risotto", "Creamy rice with parmesan", "Italian", 2000),
+           ("r8", "Lasagna", "Baked pasta with meat sauce", "Italian", 1998)]
+
+
+@pytest.fixture
+def recipes(tmp_path):
+    import csv
+
+    from recagent.data import load_files
+
+    items = tmp_path / "recipes.csv"
+    with items.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("item_id", "title", "text", "categories", "year"), *RECIPES])
+    log = ["user_id,item_id,timestamp,rating"] + [f"u{u},r{1 + (u + j) % 8},{1000 + 10 * u + j},5"
+                                                  for u in range(6) for j in range(3)]
+    (tmp_path / "log.csv").write_text("\n".join(log) + "\n", encoding="utf-8")
+    return load_files(items, tmp_path / "log.csv", name="recipes")
+
+
+def test_a_new_ask_of_the_same_kind_replaces_the_last_unless_it_says_also(recipes):
+    """Regression (issue 11): "something Thai", then "not that one, something French" kept
+    Thai ("Here are 3 picks (Thai or French)")."""
+    from recagent.agent.agent import Agent
+    from recagent.agent.config import AgentConfig
+    from recagent.agent.vocab import Nouns
+
+    agent = Agent(recipes, settings=AgentConfig(k=3, explain_with_llm=False, profile_with_llm=False),
+                  nouns=Nouns("recipe", "cuisine"))
+    cuisine = {r[0]: r[3] for r in RECIPES}
+    s = agent.new_session()
+    r = agent.respond(s, "something Thai")
+    assert {cuisine[i.item_id] for i in r.items} == {"Thai"}
+    r = agent.respond(s, "not that one, something French")
+    assert s.constraints.include == ["French"], s.constraints
+    assert "Thai" not in r.text.splitlines()[0] and {cuisine[i.item_id] for i in r.items} == {"French"}, r.text
+    agent.respond(s, "and something Italian")
+    assert s.constraints.include == ["French", "Italian"]
+    agent.respond(s, "Thai")
+    assert s.constraints.include == ["Thai"]
+    for msg in ("also French", "French too", "Italian as well"):
+        agent.respond(s, msg)
+    assert s.constraints.include == ["Thai", "French", "Italian"]
+    agent.respond(s, "French or Italian")  # one message naming two: both, in place of the last
+    assert s.constraints.include == ["French", "Italian"]
+    agent.respond(s, "from the 90s")       # an era alone leaves the cuisines as they are
+    assert s.constraints.include == ["French", "Italian"]
