@@ -102,6 +102,8 @@ class ClipEncoder(BaseEncoder):
         centre = extras.get("text_center")
         self.text_center = None if centre is None else np.asarray(centre, np.float32)
         self.model = model
+        # the learned softmax temperature: turns cosine similarities into the model's own logits
+        self.logit_scale = float(model.logit_scale.detach().exp()) if hasattr(model, "logit_scale") else 100.0
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(arch)
         self.arch = arch
@@ -294,6 +296,41 @@ def _file_digest(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def zero_shot_scores(image_emb: np.ndarray, prompt_emb: Sequence[np.ndarray], how: str = "marginal",
+                     scale: float = 100.0, weights: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """Class scores ``(n_images, n_classes)`` of unit image embeddings against several prompts per class.
+
+    Args:
+        image_emb: ``(N, d)`` unit-length image embeddings.
+        prompt_emb: one ``(P_k, d)`` array of unit text embeddings per class (its prompts).
+        how: ``"mean"``: cosine with the normalised mean of the class's prompt embeddings (CLIP's
+            prompt ensembles); ``"marginal"``: ``log sum_j w_j exp(scale * cos(image, prompt_j))``,
+            the class's share of the model's softmax over every prompt, so an image is scored by
+            the prompts that describe it (a slim dark coat by "A warm coat, slim cut. Dark tone")
+            rather than by the class average.
+        scale: softmax temperature for ``marginal`` (a CLIP model's ``logit_scale.exp()``;
+            ``ClipEncoder.logit_scale``).
+        weights: optional per-class prompt weights (e.g. how often each caption occurs in the
+            training data); normalised per class; uniform when ``None``.
+    """
+    if how not in ("mean", "marginal"):
+        raise ValueError(f"how='{how}': use 'mean' or 'marginal'")
+    img = np.asarray(image_emb, np.float32)
+    out = np.empty((len(img), len(prompt_emb)), np.float32)
+    for k, e in enumerate(prompt_emb):
+        e = np.asarray(e, np.float32)
+        w = np.full(len(e), 1.0 / len(e)) if weights is None else np.asarray(weights[k], np.float64)
+        w = w / w.sum()
+        if how == "mean":
+            m = (e * w[:, None].astype(np.float32)).sum(0)
+            out[:, k] = img @ (m / max(float(np.linalg.norm(m)), 1e-12))
+        else:
+            z = scale * (img @ e.T).astype(np.float64)
+            top = z.max(1, keepdims=True)
+            out[:, k] = (top[:, 0] + np.log(np.exp(z - top) @ w + 1e-300)).astype(np.float32)
+    return out
 
 
 def check_images(paths: Sequence[Any]) -> list[str | None]:
