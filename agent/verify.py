@@ -208,6 +208,8 @@ class Verifier:
                     continue  # 'you'll like X' recommends X; it does not give X as a reason
                 if any(canon(r) == item for r in _objects(m, spans, text)):
                     problems.append(f"gives '{self.vocab.titles[facts.item]}' as its own reason")
+        for row in self_compared(text, spans, canon):
+            problems.append(f"compares '{self.vocab.titles[row]}' with itself")
         for m in _COUNT.finditer(text):
             pair = (_as_int(m.group(1)), _as_int(m.group(2)))
             if pair not in facts.counts:
@@ -266,6 +268,28 @@ class Verifier:
                 if form:
                     out = re.sub(re.escape(form), " ", out, flags=re.IGNORECASE)
         return _QUOTED.sub(" ", out)
+
+
+def self_compared(text: str, spans: list[tuple[int, int, int]], canon=lambda r: r) -> list[int]:
+    """Titles that open a sentence and are named again later in it: '"Ghost" is a Romance movie
+    for fans of "Ghost"', '"Liar Liar" shares the story of "Liar Liar"' (a small model that swaps
+    the item and the liked title writes these; the sentence then says nothing true).
+
+    Args:
+        spans: (catalog row, start, end) of the titles in ``text`` (`Verifier.title_spans`).
+        canon: row -> canonical row (duplicate titles count as one).
+    """
+    out = []
+    for j, (row, s, e) in enumerate(spans):
+        before = text[:s].rstrip(" \"“")
+        if before and before[-1] not in ".!?":
+            continue  # not at the start of a sentence
+        for row2, s2, _e2 in spans[j + 1:]:
+            if re.search(r"[.!?][\"”’')]*\s+[A-Z\"“0-9]", text[e:s2]):
+                break  # the next sentence
+            if canon(row2) == canon(row) and row not in out:
+                out.append(row)
+    return out
 
 
 def split_sentences(text: str) -> list[str]:
