@@ -161,6 +161,9 @@ class Agent:
         history, liked_in_log = user.liked, set(user.liked_in_log)
         sheets = build_fact_sheets(self.ds.catalog, [(c.item_idx, c.channel) for c in cands], history, self.evidence,
                                    self.embeddings, s.history_neighbours, liked_in_log)
+        for sheet in sheets:
+            if sheet.channel == "query":
+                sheet.asked = self._asked(session, sheet)
         if on_ranked is not None:
             on_ranked([ReplyItem(sh.item_id, sh.title, "", sh.year, sh.categories, c.channel, round(float(c.score), 4), "pending",
                                  dict(c.parts)) for c, sh in zip(cands, sheets)])
@@ -258,7 +261,8 @@ class Agent:
     def _honest_channels(self, session: SessionState, cands: list) -> list:
         """A 'query' item that misses the ask (it came in after a constraint was relaxed, or the
         ask's words match other items) is not described as matching what was asked for: it takes
-        its strongest other channel, else 'other'."""
+        its strongest other channel, else 'other'. An item that matches the ask's words and was
+        found only by popularity is there because of the ask: 'query'."""
         asked = session.constraints.mask(self.ds.catalog)
         matching = self.vocab.matching_rows(session.ask) if session.ask else set()
         out = []
@@ -266,8 +270,24 @@ class Agent:
             if c.channel == "query" and (not asked[c.item_idx] or (matching and c.item_idx not in matching)):
                 rest = {k: v for k, v in (c.parts or {}).items() if k not in ("query", "constraint") and v > 0}
                 c = c._replace(channel=max(rest, key=rest.get) if rest else "other")
+            elif c.channel in ("popular", "other") and matching and c.item_idx in matching and asked[c.item_idx]:
+                c = c._replace(channel="query")  # it is here because it matches the ask's words (`_rank`)
             out.append(c)
         return out
+
+    def _asked(self, session: SessionState, sheet) -> str:
+        """What the user asked that this item matches: a wanted category it has, else a word of
+        the ask its title or text contains ('' when neither: the reason then says so generally)."""
+        cats = [c for c in session.constraints.include if c in sheet.categories]
+        if cats:
+            return cats[0]
+        from recagent.agent.vocab import GENERIC, item_word_rows, stem, words
+
+        index = item_word_rows(self.ds.catalog)
+        for w, _s, _e in words(session.ask or ""):
+            if len(w) >= 3 and w.lower() not in GENERIC and sheet.item_idx in index.get(stem(w), ()):
+                return w.lower()
+        return ""
 
     def _header(self, session: SessionState, parsed, n: int, notes: list[str], used: Constraints) -> str:
         parts = []

@@ -6,7 +6,7 @@ LLM, verified; ungrounded text is regenerated once, then replaced by a template 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -82,6 +82,8 @@ def few_shot(nouns: Nouns, categories: Sequence[str] = (), variant: int = 0, she
                  f'41 of the 97 people who liked "Night Train" also liked "Moon Harbor", {a_c} {noun} from 1983.'][v]
     else:
         why = _why(sheet) if sheet is not None else CHANNELS["other"]
+        if sheet is not None and sheet.asked and sheet.asked in sheet.categories:  # the example asked for its own category
+            why = _why(replace(sheet, asked=c, categories=cats))
         lines.append("Why: " + why)
         if not liked:
             lines.append(NO_LIKES)
@@ -104,6 +106,7 @@ class FactSheet:
     neighbours: list[dict] = field(default_factory=list)   # {idx, title, year, shared, same_era, similar_text}
     co_liked: dict | None = None                           # {via_idx, via_title, both, via_total}
     liked: list[int] = field(default_factory=list)         # catalog rows the user liked (claims about the user)
+    asked: str = ""                                        # what the user asked that the item matches ('Thai', 'robots')
 
     def facts(self) -> Facts:
         titles = {self.item_idx} | {n["idx"] for n in self.neighbours}
@@ -498,12 +501,32 @@ def vary_templates(out: list[Explanation], sheets: Sequence[FactSheet], verifier
     return out
 
 
-def _why(s: FactSheet) -> str:
-    """The channel's words; claims about the user's likes only when the user has likes."""
+# What a 'query' item matched, said three ways (a turn's cards vary by item): one phrase on every
+# card ("it matches what you asked for" x 5) read as boilerplate.
+ASKED_CATEGORY = ("you asked for {}", "it is the kind of {} you asked for", "it answers your ask for {}")
+ASKED_WORD = ("you asked for {} and its description has it", "its description mentions {}, which you asked for",
+              "it has the {} you asked for")
+ASKED_ANY = (CHANNELS["query"], "it fits your request", "it answers your request")
+
+
+def _why(s: FactSheet, variant: int | None = None) -> str:
+    """The channel's words; claims about the user's likes only when the user has likes. A
+    'query' item says what was asked when the sheet knows it (``asked``: a category of the
+    item, or a word of its text).
+
+    Args:
+        variant: which phrasing of a 'query' reason; None = one chosen by the item.
+    """
     ch = s.channel if s.channel in CHANNELS else "other"
     if not s.liked and ch in ("neighbours", "profile", "cf"):
         ch = "other"
-    return CHANNELS[ch]
+    if ch != "query":
+        return CHANNELS[ch]
+    v = (s.item_idx if variant is None else int(variant)) % 3
+    asked = getattr(s, "asked", "")
+    if not asked:
+        return ASKED_ANY[v]
+    return (ASKED_CATEGORY if asked in s.categories else ASKED_WORD)[v].format(asked)
 
 
 def clean(text: str) -> str:

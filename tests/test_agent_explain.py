@@ -475,3 +475,31 @@ def test_slipped_or_swapped_titles_are_put_right_without_a_retry(sheet, verifier
         assert verifier.check(o.text, sheet.facts()).ok and not o.grounded_first
     # a slip that is not close to any of the sheet's titles is not guessed at
     assert exp.repair('"Galaxy Pirates" is a Sci-Fi pick for fans of "The Matrix".', sheet) is None
+
+
+def test_query_reasons_say_what_was_asked_in_varied_words(tiny, verifier):
+    """Regression (issue 11): every 'query' reason ended "it matches what you asked for"; they
+    now name the asked category or word, in phrasings that vary by item, and still pass."""
+    from recagent.agent.agent import Agent
+    from recagent.agent.config import AgentConfig
+    from recagent.agent.ranker import SimpleRanker
+    from recagent.retrieval.encoders import HashEncoder
+
+    agent = Agent(tiny, ranker=SimpleRanker(tiny, encoder=HashEncoder(dim=64)),
+                  settings=AgentConfig(k=3, explain_with_llm=False, profile_with_llm=False))
+    s = agent.new_session()
+    r = agent.respond(s, "sci-fi please")
+    query = [it for it in r.items if it.channel == "query"]
+    assert len(query) >= 2, [(i.title, i.channel) for i in r.items]
+    assert all("Sci-Fi" in it.reason and "what you asked for" not in it.reason for it in query), [i.reason for i in query]
+    assert len({it.reason.split("Sci-Fi")[-1] for it in query}) == len(query), [i.reason for i in query]
+    r = agent.respond(agent.new_session(), "something with robots")
+    robots = [it for it in r.items if it.channel == "query"]
+    assert robots and all("robots" in it.reason for it in robots), [(i.title, i.reason) for i in r.items]
+    idx = tiny.item_index
+    for it in query + robots:
+        sheet = build_fact_sheets(tiny.catalog, [(idx[it.item_id], "query")], [], None)[0]
+        sheet.asked = "robots" if it in robots else "Sci-Fi"
+        assert verifier.check(it.reason, sheet.facts()).ok, (it.reason, verifier.check(it.reason, sheet.facts()).problems)
+        prompt = Explainer(FakeLLM(), verifier).prompt(sheet)
+        assert f"Why: " in prompt[-1]["content"] and sheet.asked in prompt[-1]["content"]
