@@ -51,3 +51,34 @@ def test_weights_pick_the_prompts_that_count():
 def test_unknown_mode_is_an_error():
     with pytest.raises(ValueError, match="how="):
         zero_shot_scores(IMAGES, PROMPTS, "max")
+
+
+def _bench_images():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_images", Path(__file__).parents[1] / "benchmarks" / "images.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmark_grammar_prompts_are_the_captions_the_catalog_writes():
+    """The zero-shot grammar sentences of benchmarks/images.py are exactly the texts the built-in
+    catalog's generator writes for that class (so a change to the generator cannot leave the
+    benchmark scoring stale sentences), and no sentence belongs to two classes."""
+    from recagent.data.images import CLASSES, describe_items
+
+    prompts = _bench_images().zero_shot_prompts({"x": 1})
+    full, _ = prompts["caption_grammar_ensemble_full"]
+    assert [len(p) for p in full] == [18 * len(c[3]) * len(c[4]) for c in CLASSES]
+    flat = [s for per in full for s in per]
+    assert len(set(flat)) == len(flat)
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(len(CLASSES)), 30)
+    pixels = (rng.random((len(labels), 28, 28)) * 255 * (rng.random((len(labels), 1, 1)) + 0.2)).clip(0, 255).astype(np.uint8)
+    items = describe_items(pixels, labels, np.zeros(len(labels), bool))
+    for text, k in zip(items["text"], labels):
+        assert text in full[k], text
+    sets, weights = prompts["caption_grammar_full[prior]"]
+    assert sets is full and [len(w) for w in weights] == [len(p) for p in full]
