@@ -92,6 +92,7 @@ def finetune(cfg: Any, out: str | Path, *, dataset: str | None = None, items: st
         log_fn(f"finetune: {name} ...")
         t0 = time.time()
         info = fn() or {}
+        _release_memory()  # what a stage left behind is garbage; give it back before the next (LoRA peaks)
         info = {"stage": name, "seconds": round(time.time() - t0, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
         marker.write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
         done[name] = info
@@ -272,6 +273,19 @@ def _base_llm(cfg: Any, temperature: float | None = None, tuned: Any = None) -> 
     adapter = str(tuned.adapter) if tuned is not None else cfg.models.llm_adapter
     return HFModel(path, adapter=adapter, device=cfg.models.device,
                    max_new_tokens=cfg.agent.explain_max_new_tokens, max_seconds=cfg.agent.max_seconds, temperature=t)
+
+
+def _release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them otherwise, so
+    the rankers' and sampler's memory would stay in the LoRA stage's peak RSS)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
 
 
 def _text_encoder(cfg: Any) -> Any:
