@@ -6,7 +6,7 @@ this machine, which may be shared: say so when quoting them).
 Usage:
   OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/ranking.py [A|B|AB] [--no-ablations]
       [--channels ease,itemknn,...] [--refit-folds K] [--loss softmax|topn] [--topn N]
-      [--models pop,ease,...,fusion]
+      [--fusion repeats=3 ...] [--models pop,ease,...,fusion]
 
 Measured 2026-11-27 (shared 2-core machine, load 2.9-3.4, `benchmarks/ranking.py AB`: every
 model, ablations on, fusion channels ranking.train.FUSION_CHANNELS):
@@ -47,6 +47,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--refit-folds", type=int, default=None, help="default: ranking.train.REFIT_FOLDS")
     ap.add_argument("--loss", default=None)
     ap.add_argument("--topn", type=int, default=None)
+    ap.add_argument("--fusion", action="append", default=[],
+                    help="FusionRanker argument, e.g. repeats=3 or loss=\"topn\" (JSON value; repeatable)")
     ap.add_argument("--models", default="all")
     ap.add_argument("--set", action="append", default=[], help="config override (repeatable)")
     ap.add_argument("--grid", action="append", default=[],
@@ -72,6 +74,9 @@ def main(argv: list[str]) -> None:
             fp["loss"] = a.loss
         if a.topn:
             fp["topn"] = a.topn
+        for kv in a.fusion:
+            k, _, v = kv.partition("=")
+            fp[k] = json.loads(v)
         t = time.time()
         with tempfile.TemporaryDirectory() as d:
             r = run_eval(cfg, ds, p, models, d, log=lambda s: print(s, file=sys.stderr, flush=True), save=False,

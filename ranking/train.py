@@ -100,7 +100,8 @@ def base_params(name: str, cfg: Any) -> dict:
         "sasrec": dict(dim=rc.sasrec_dim, layers=rc.sasrec_layers, max_len=rc.sasrec_max_len, lr=rc.sasrec_lr,
                        epochs=rc.epochs, patience=rc.patience, seed=rc.seed),
         "fusion": dict(hidden=rc.fusion_hidden, epochs=rc.fusion_epochs, patience=rc.fusion_patience,
-                       recency_days=rc.recency_days, members=rc.fusion_members, seed=rc.seed),
+                       recency_days=rc.recency_days, members=rc.fusion_members, repeats=rc.fusion_repeats,
+                       seed=rc.seed),
     }
     return dict(known.get(name, {}))
 
@@ -328,7 +329,7 @@ def fusion_variants(cfg: Any, t: Trained, log: Log = lambda s: None) -> dict:
     sets.update({f"all - {c}": [x for x in avail if x != c] for c in avail})
     out = {}
     for label, chans in sets.items():
-        f = FusionRanker(channels=chans, **{**base_params("fusion", cfg), "members": 1, "select": False})  # one net each
+        f = FusionRanker(channels=chans, **{**base_params("fusion", cfg), "members": 1, "repeats": 1, "select": False})  # one net each
         f.fit(t.train, t.split.valid, items=t.split.items, features=t.fusion_features, src=full.src, n_select=t.n_select)
         out[label] = f
     return out
