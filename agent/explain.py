@@ -69,17 +69,19 @@ def few_shot(nouns: Nouns, categories: Sequence[str] = (), variant: int = 0, she
         lines.append('Evidence: 41 of 97 people who liked "Night Train" also liked it')
     v = int(variant) % FEW_SHOT_VARIANTS
     if neighbour and liked and evidence:
-        reply = [f'"Moon Harbor" shares the {c} streak of "Night Train", and 41 of the 97 people who liked that one liked this too.',
-                 f'"Moon Harbor" is {a_c} {noun} for fans of "Night Train", and 41 of the 97 people who liked that one agree.',
-                 f'41 of the 97 people who liked "Night Train" also liked "Moon Harbor", {a_c} {noun} from 1983.'][v]
+        # short on purpose: the model copies the example's length, and a batch decodes as many
+        # steps as its longest reason (these cut 4-11 tokens from the 31 of the longer wording)
+        reply = [f'"Moon Harbor" shares the {c} streak of "Night Train", and 41 of its 97 fans liked it too.',
+                 f'"Moon Harbor" is {a_c} {noun} for fans of "Night Train": 41 of the 97 agree.',
+                 f'41 of the 97 fans of "Night Train" also liked "Moon Harbor", {a_c} {noun}.'][v]
     elif neighbour and liked:
         reply = [f'"Moon Harbor" shares the {c} streak of "Night Train", which you liked.',
                  f'"Moon Harbor" is {a_c} {noun} for fans of "Night Train", which you liked.',
                  f'With its {c} streak, "Moon Harbor" is close to "Night Train", one of the {nouns.items} you liked.'][v]
     elif evidence and liked:
-        reply = [f'"Moon Harbor" is {a_c} {noun} from 1983 that 41 of the 97 people who liked "Night Train" also liked.',
-                 f'Fans agree: 41 of the 97 people who liked "Night Train" also liked "Moon Harbor".',
-                 f'41 of the 97 people who liked "Night Train" also liked "Moon Harbor", {a_c} {noun} from 1983.'][v]
+        reply = [f'"Moon Harbor" is {a_c} {noun} that 41 of the 97 fans of "Night Train" also liked.',
+                 f'Fans agree: 41 of the 97 who liked "Night Train" also liked "Moon Harbor".',
+                 f'41 of the 97 fans of "Night Train" also liked "Moon Harbor", {a_c} {noun} from 1983.'][v]
     else:
         why = _why(sheet) if sheet is not None else CHANNELS["other"]
         if sheet is not None and sheet.asked and sheet.asked in sheet.categories:  # the example asked for its own category
@@ -368,10 +370,12 @@ class Explainer:
         """The text with its titles put right, when that alone makes it pass; else None.
 
         A small model copies the sheet's titles with slips ("The Santa Clause" as "The Santa
-        Climb", "Clerks" as "Celerks") or swaps the item and the liked title ('"Ghost" is a
-        Romance movie for fans of "Ghost"'); these were most first-try failures on known users'
-        turns (16 of 30 on 40 turns), each paying a second LLM batch. A quoted span that is not a
-        catalog title but is close to one of the sheet's titles (rapidfuzz ratio >= 75) becomes
+        Climb", "Clerks" as "Celerks", "Star Trek" for "Star Trek: First Contact") or swaps the
+        item and the liked title ('"Ghost" is a Romance movie for fans of "Ghost"'). On 40 known
+        users' turns slipped titles were 13 of 25 first-try failures (each paid a second LLM
+        batch), and 29 of the 191 reasons that passed compared a title with itself (the verifier
+        rejects those now). A quoted span that is not a catalog title but is close to one of the
+        sheet's titles (rapidfuzz ratio >= 75, or the first words of exactly one of them) becomes
         that title, and a sentence that opens with a title and names it again gets the item (or,
         when the item opened it, the liked title the counts are about) on the other side. The
         result must pass every check, so nothing the facts do not say can come in.
@@ -388,22 +392,25 @@ class Explainer:
         for m in reversed(list(re.finditer(r"[\"“]([^\"“”]{1,150})[\"”]", out))):
             if vocab.match(m.group(1)) is not None:
                 continue
-            score, best = max((fuzz.ratio(norm_title(m.group(1)), norm_title(t)), t) for t in known)
+            span = norm_title(m.group(1))
+            score, best = max((fuzz.ratio(span, norm_title(t)), t) for t in known)
+            starts = [t for t in dict.fromkeys(known) if len(span) >= 6 and norm_title(t).startswith(span + " ")]
+            if score < 75 and len(starts) == 1:  # "Star Trek" for "Star Trek: First Contact"
+                score, best = 100, starts[0]
             if score >= 75 and f'"{best}"' not in out:
                 out = out[:m.start()] + f'"{best}"' + out[m.end():]
         canon = vocab.canonical
         item = canon(sheet.item_idx)
         for _ in range(2):
             spans = self.verifier.title_spans(out)
-            rows = self_compared(out, spans, canon)
-            if not rows:
+            found = self_compared(out, spans, canon)
+            if not found:
                 break
-            row = rows[0]
-            at = [(s, e) for r, s, e in spans if canon(r) == canon(row)]
+            row, item_slot, liked_slot = found[0]
             if canon(row) == item and liked:
-                (s, e), title = at[1], liked        # the second mention becomes the liked title
+                (s, e), title = liked_slot, liked      # the item in the liked title's place
             elif canon(row) != item:
-                (s, e), title = at[0], sheet.title  # the opening becomes the item
+                (s, e), title = item_slot, sheet.title  # the liked title in the item's place
             else:
                 return None
             out = out[:s] + f'"{title}"' + out[e:]

@@ -208,7 +208,7 @@ class Verifier:
                     continue  # 'you'll like X' recommends X; it does not give X as a reason
                 if any(canon(r) == item for r in _objects(m, spans, text)):
                     problems.append(f"gives '{self.vocab.titles[facts.item]}' as its own reason")
-        for row in self_compared(text, spans, canon):
+        for row, _item, _liked in self_compared(text, spans, canon):
             problems.append(f"compares '{self.vocab.titles[row]}' with itself")
         for m in _COUNT.finditer(text):
             pair = (_as_int(m.group(1)), _as_int(m.group(2)))
@@ -270,25 +270,36 @@ class Verifier:
         return _QUOTED.sub(" ", out)
 
 
-def self_compared(text: str, spans: list[tuple[int, int, int]], canon=lambda r: r) -> list[int]:
-    """Titles that open a sentence and are named again later in it: '"Ghost" is a Romance movie
-    for fans of "Ghost"', '"Liar Liar" shares the story of "Liar Liar"' (a small model that swaps
-    the item and the liked title writes these; the sentence then says nothing true).
+def self_compared(text: str, spans: list[tuple[int, int, int]], canon=lambda r: r) -> list[tuple[int, tuple, tuple]]:
+    """Titles a sentence compares with themselves: one that opens the sentence and is named again
+    in it ('"Ghost" is a Romance movie for fans of "Ghost"', '"Liar Liar" shares the story of
+    "Liar Liar"'), or whose fans are said to like it ('14 of the 196 fans of "Liar Liar" also
+    liked "Liar Liar"'). A small model that swaps the item and the liked title writes these.
 
     Args:
         spans: (catalog row, start, end) of the titles in ``text`` (`Verifier.title_spans`).
         canon: row -> canonical row (duplicate titles count as one).
+
+    Returns:
+        (row, the mention in the item's place, the mention in the liked title's place) per case.
     """
     out = []
     for j, (row, s, e) in enumerate(spans):
         before = text[:s].rstrip(" \"“")
-        if before and before[-1] not in ".!?":
-            continue  # not at the start of a sentence
-        for row2, s2, _e2 in spans[j + 1:]:
-            if re.search(r"[.!?][\"”’')]*\s+[A-Z\"“0-9]", text[e:s2]):
+        opens = not before or before[-1] in ".!?"
+        fans = re.search(r"(?:fans of|who (?:also )?(?:liked|loved|enjoyed))\s*$", before, re.IGNORECASE)
+        if not opens and not fans:
+            continue
+        for row2, s2, e2 in spans[j + 1:]:
+            between = text[e:s2]
+            if re.search(r"[.!?][\"”’')]*\s+[A-Z\"“0-9]", between):
                 break  # the next sentence
-            if canon(row2) == canon(row) and row not in out:
-                out.append(row)
+            if canon(row2) != canon(row) or any(r == row for r, _a, _b in out):
+                continue
+            if opens:
+                out.append((row, (s, e), (s2, e2)))
+            elif re.search(r"\b(?:liked|loved|enjoyed)\b", between, re.IGNORECASE):
+                out.append((row, (s2, e2), (s, e)))
     return out
 
 

@@ -452,7 +452,8 @@ def test_example_openings_never_repeat_three_times_across_sheet_shapes(tiny, ver
 
 
 @pytest.mark.parametrize("text", ['"Star Voyage" is a Sci-Fi pick for fans of "Star Voyage".',
-                                  '"Galaxy Pirates" shares the Sci-Fi streak of "Galaxy Pirates".'])
+                                  '"Galaxy Pirates" shares the Sci-Fi streak of "Galaxy Pirates".',
+                                  '3 of the 3 fans of "Star Voyage" also liked "Star Voyage", a Sci-Fi pick.'])
 def test_a_title_compared_with_itself_fails(sheet, verifier, text):
     """Regression (issue 11): '"The Birdcage" is a Comedy movie for fans of "The Birdcage"' passed
     the verifier on a card for another movie (the model swapped the item and the liked title)."""
@@ -473,6 +474,12 @@ def test_slipped_or_swapped_titles_are_put_right_without_a_retry(sheet, verifier
     assert out[2].text == f'"Galaxy Pirates" shares the Sci-Fi streak of "{via}".'
     for o in out:
         assert verifier.check(o.text, sheet.facts()).ok and not o.grounded_first
+    fans = exp.repair(f'3 of the 3 fans of "{via}" also liked "{via}", a Sci-Fi pick.', sheet)
+    assert fans == f'3 of the 3 fans of "{via}" also liked "Galaxy Pirates", a Sci-Fi pick.'
+    ok = f'"Galaxy Pirates" shares Sci-Fi with "{via}", and 3 of the 3 people who liked "{via}" also liked it.'
+    assert verifier.check(ok, sheet.facts()).ok  # the liked title twice, as the fine-tuning targets say it
+    cut = exp.repair(f'"Galaxy" is a Sci-Fi pick for fans of "{nb}".', sheet)  # the first words of the title
+    assert cut == f'"Galaxy Pirates" is a Sci-Fi pick for fans of "{nb}".'
     # a slip that is not close to any of the sheet's titles is not guessed at
     assert exp.repair('"Galaxy Pirates" is a Sci-Fi pick for fans of "The Matrix".', sheet) is None
 
