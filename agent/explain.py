@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from recagent.agent.llm import LLM
-from recagent.agent.verify import Facts, Verifier, repeated_frames, sentence_frame, split_sentences
+from recagent.agent.verify import Facts, Verifier, open_quote, repeated_frames, sentence_frame, split_sentences
 from recagent.agent.vocab import Nouns
 
 # How each candidate channel is described to the user (unknown channels fall back to 'other').
@@ -547,10 +547,24 @@ def clean(text: str) -> str:
     sentences = split_sentences(t)
     if sentences and not re.search(r"[.!?][\"”')]*$", sentences[-1]):
         last = sentences.pop()  # cut off by the token budget: keep its complete clauses, if any
-        head = re.split(r"[;,]\s+(?=[^;,]*$)", last)[0].rstrip(",;: ")
-        if not sentences and head != last and len(head.split()) >= 6:
-            sentences.append(head + ".")
+        if not sentences:
+            head = _head_clause(last)
+            if head:
+                sentences.append(head + ".")
     return " ".join(sentences[:2]).strip()[:320]
+
+
+def _head_clause(text: str, min_words: int = 6) -> str:
+    """The longest complete-looking head of a sentence the token budget cut off: up to its last
+    ',', ';', ':', ' and ' or ' but ' outside a quotation, with at least ``min_words`` words;
+    '' when there is none ('"X" shares the Sci-Fi streak of "Y" and 31 of its 227 fans liked'
+    -> '"X" shares the Sci-Fi streak of "Y"'). Cut reasons were 6 of 100 first-try failures
+    on known users' later turns, each paying a retry."""
+    for m in reversed(list(re.finditer(r"\s*[;,:]\s+|\s+(?:and|but)\s+", text))):
+        head = text[:m.start()].rstrip(",;: ")
+        if len(head.split()) >= min_words and not open_quote(head):
+            return head
+    return ""
 
 
 def quote_data(text: str, limit: int = 300) -> str:

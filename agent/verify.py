@@ -159,7 +159,7 @@ class Verifier:
         for idx in self.named_items(t):
             if self.vocab.canonical(idx) not in allowed:
                 problems.append(f"names '{self.vocab.titles[idx]}', not in the facts")
-        if _open_quote(t):
+        if open_quote(t):
             problems.append("unbalanced quotation marks (a title cut off)")
         for q in self.unknown_quoted(t):
             problems.append(f"quotes '{q}', which is not a catalog title")
@@ -310,7 +310,7 @@ def split_sentences(text: str) -> list[str]:
     out, start = [], 0
     for m in _BOUNDARY.finditer(text):
         piece = text[start:m.end()]
-        if _ABBREV.search(piece.rstrip("\"”’')]")) or _open_quote(piece) or text[m.end():].lstrip()[:1].islower():
+        if _ABBREV.search(piece.rstrip("\"”’')]")) or open_quote(piece) or text[m.end():].lstrip()[:1].islower():
             continue
         out.append(piece.strip())
         start = m.end()
@@ -318,7 +318,7 @@ def split_sentences(text: str) -> list[str]:
     return [x for x in out if x]
 
 
-def _open_quote(text: str) -> bool:
+def open_quote(text: str) -> bool:
     """True inside a quotation: an odd number of straight quotes, or more “ than ”."""
     return text.count('"') % 2 == 1 or text.count("“") > text.count("”")
 

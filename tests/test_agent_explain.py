@@ -419,6 +419,19 @@ def test_clean_keeps_abbreviations_and_quoted_titles_whole():
     assert split_sentences("Sure! A fine Drama. And then") == ["Sure!", "A fine Drama.", "And then"]
 
 
+@pytest.mark.parametrize("cut,kept", [
+    ('"Mars Attacks!" shares the Sci-Fi streak of "Independence Day" and 31 of its 227 fans liked',
+     '"Mars Attacks!" shares the Sci-Fi streak of "Independence Day".'),
+    ('12 of the 25 fans of "The Santa Clause" also liked it, a Children\'s', '12 of the 25 fans of "The Santa Clause" also liked it.'),
+    ('"Kolya" is a Comedy movie for fans of "The Full Monty": 48 of the', '"Kolya" is a Comedy movie for fans of "The Full Monty".'),
+    ('"Kolya" is a Comedy for fans of "The Full, Monty', ""),  # never a head that ends inside a quotation
+])
+def test_a_reason_cut_by_the_token_budget_keeps_its_complete_head(cut, kept):
+    """Regression (issue 11): a reason cut at the 40-token budget was kept only up to its last
+    comma, so '... streak of "Y" and 31 of its 227 fans liked' came out empty and paid a retry."""
+    assert clean(cut) == kept
+
+
 def test_a_title_cut_off_mid_quote_fails_the_verifier(sheet, verifier):
     v = verifier.check('"Galaxy Pirates" is a Sci-Fi pick for fans of "Mrs.', sheet.facts())
     assert not v.ok and any("quotation" in p for p in v.problems), v.problems
