@@ -10,6 +10,12 @@
   compare ratios within this run); medians of ``--reps``.
 - concurrency: two sessions each generating a batch of 5 at once (wall time against one alone).
 - stop: seconds from a Stop request to the generation's return.
+- turns (``--only turns``): counters per chat turn, valid on a busy machine (no wall clock):
+  LLM batches, prompts, prompt and generated tokens, decode steps (a batch decodes as many
+  steps as its longest reason), reasons kept on the first try / after a title repair / from the
+  retry / as templates, the first-try problems, and CPU seconds in ranking and in the LLM;
+  ``--users`` known users (42, 43, ...) and one new user (greedy decoding: every new user's turns are
+  alike), two turns each (the chat section's messages).
 - chat (``--chat``): one fresh chat process per backend, started together: time to ready, and
   ``--reps`` x (new-user session, known-user session: users 42, 43, ... so no profile is cached):
   session start, the session's first turn and a later turn (5 LLM-written reasons each), the first LLM token inside a turn, the process's
@@ -47,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--chat-backends", default="ct2,ct2@2,hf", help="backend[@threads]; default threads: $OMP_NUM_THREADS")
     ap.add_argument("--max-seconds", type=float, default=600.0,
                     help="chat: agent.max_seconds (the default 20 s budget cuts slow backends' reasons to templates on a busy machine)")
+    ap.add_argument("--users", type=int, default=20, help="turns: known users counted (42, 43, ...)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -70,6 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
             out["concurrency"] = concurrency(cfg, sheets, explainer_args, args.reps)
         if "stop" in only:
             out["stop"] = stop_latency(cfg, args.reps)
+    if "turns" in only:
+        out["turns"] = turn_counts(cfg, args.users)
     if args.chat:
         out["chat"] = chat(args.chat_backends.split(","), args.reps, args.max_seconds)
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -274,6 +283,80 @@ def stop_latency(cfg, reps: int) -> dict:
             toks.append(n_tokens(m, res[0]))
         out[name] = {"stop_to_return_s_median": round(statistics.median(lat), 3), "stop_to_return_s_max": round(max(lat), 3),
                      "tokens_before_stop_median": statistics.median(toks), "budget": 400}
+    return out
+
+
+# -- counters per turn ---------------------------------------------------------------------------
+def turn_counts(cfg, users: int) -> dict:
+    """Where a turn's work goes, by counting (see the module docstring): one chat agent on the
+    default backend, one thread; per (new|known, first|later turn) the means over sessions."""
+    import collections
+
+    from recagent.agent.service import build_agent
+    from recagent.config import load_config
+    from recagent.data import load_dataset
+
+    cfg = load_config(overrides=["agent.max_seconds=600", "models.threads=1"])
+    ds = load_dataset(cfg, "ml-100k", log_fn=lambda m: None)
+    agent = build_agent(cfg, ds)
+    llm, tok = agent.llm, agent.llm.tokenizer
+    cur: dict = {}
+    real_generate, real_rank, real_explain = llm._generate, agent._rank, agent.explainer.explain
+
+    def generate(prompts, req):
+        ids = [tok(tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+               for p in prompts]
+        t0 = time.process_time()  # CPU seconds: the backend's threads live in this process
+        texts = real_generate(prompts, req)
+        gen = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        cur["batches"].append({"prompts": len(prompts), "prompt_tokens": sum(map(len, ids)), "generated": sum(gen),
+                               "steps": max(gen, default=0), "cpu_s": time.process_time() - t0})
+        return texts
+
+    def rank(*a, **k):
+        t0 = time.process_time()
+        try:
+            return real_rank(*a, **k)
+        finally:
+            cur["rank_cpu_s"] += time.process_time() - t0
+
+    def explain(*a, **k):
+        exps = real_explain(*a, **k)
+        cur["exps"] = exps
+        return exps
+
+    llm._generate, agent._rank, agent.explainer.explain = generate, rank, explain
+    rows: dict = collections.defaultdict(list)
+    problems: dict = collections.defaultdict(collections.Counter)
+    for n in range(users):
+        for who, user in (("new", None), ("known", str(42 + n)))[0 if n == 0 else 1:]:  # new users: greedy, alike
+            s = agent.new_session(user)
+            for i, msg in enumerate(MSGS[:2]):
+                cur.clear()
+                cur.update(batches=[], rank_cpu_s=0.0, exps=[])
+                t0 = time.process_time()
+                reply = agent.respond(s, msg)
+                b, exps, key = cur["batches"], cur["exps"], f"{who}_{'first' if i == 0 else 'later'}_turn"
+                rows[key].append({
+                    "cpu_s": time.process_time() - t0, "rank_cpu_s": cur["rank_cpu_s"], "llm_cpu_s": sum(x["cpu_s"] for x in b),
+                    "llm_batches": len(b), "retry_prompts": sum(x["prompts"] for x in b[1:]),
+                    "prompt_tokens": sum(x["prompt_tokens"] for x in b), "generated_tokens": sum(x["generated"] for x in b),
+                    "decode_steps": sum(x["steps"] for x in b), "first_batch_steps": b[0]["steps"] if b else 0,
+                    "reasons": len(reply.items), "llm_written": sum(it.reason_source.startswith("llm") for it in reply.items),
+                    "first_try": sum(e.grounded_first for e in exps), "repaired": sum(getattr(e, "repaired", False) for e in exps),
+                    "retried": sum(e.source == "llm-retry" for e in exps), "template": sum(e.source == "template" for e in exps)})
+                for e in exps:
+                    for p in e.first_problems:
+                        problems[key][p.split("'")[0].split("(")[0].strip()] += 1
+    out = {}
+    for key, rs in rows.items():
+        n_reasons = max(1, sum(r["reasons"] for r in rs))
+        out[key] = {k: round(statistics.mean(r[k] for r in rs), 3) for k in rs[0] if k != "reasons"}
+        out[key].update(turns=len(rs), llm_written_share=round(sum(r["llm_written"] for r in rs) / n_reasons, 3),
+                        first_try_share=round(sum(r["first_try"] for r in rs) / n_reasons, 3),
+                        repaired_share=round(sum(r["repaired"] for r in rs) / n_reasons, 3),
+                        first_try_problems=dict(problems[key].most_common()))
+    out["note"] = "means per turn; CPU seconds at one thread (valid under load, unlike wall time)"
     return out
 
 
