@@ -161,9 +161,8 @@ class Agent:
         history, liked_in_log = user.liked, set(user.liked_in_log)
         sheets = build_fact_sheets(self.ds.catalog, [(c.item_idx, c.channel) for c in cands], history, self.evidence,
                                    self.embeddings, s.history_neighbours, liked_in_log)
-        for sheet in sheets:
-            if sheet.channel == "query":
-                sheet.asked = self._asked(session, sheet)
+        for n, sheet in enumerate(sh for sh in sheets if sh.channel == "query"):
+            sheet.asked, sheet.why_variant = self._asked(session, sheet), n  # cards say it in turn
         if on_ranked is not None:
             on_ranked([ReplyItem(sh.item_id, sh.title, "", sh.year, sh.categories, c.channel, round(float(c.score), 4), "pending",
                                  dict(c.parts)) for c, sh in zip(cands, sheets)])

@@ -109,6 +109,7 @@ class FactSheet:
     co_liked: dict | None = None                           # {via_idx, via_title, both, via_total}
     liked: list[int] = field(default_factory=list)         # catalog rows the user liked (claims about the user)
     asked: str = ""                                        # what the user asked that the item matches ('Thai', 'robots')
+    why_variant: int | None = None                         # which phrasing of the 'query' reason (None: by item)
 
     def facts(self) -> Facts:
         titles = {self.item_idx} | {n["idx"] for n in self.neighbours}
@@ -522,14 +523,17 @@ def _why(s: FactSheet, variant: int | None = None) -> str:
     item, or a word of its text).
 
     Args:
-        variant: which phrasing of a 'query' reason; None = one chosen by the item.
+        variant: which phrasing of a 'query' reason; None = the sheet's ``why_variant`` (a turn
+            gives its cards different ones), else one chosen by the item.
     """
     ch = s.channel if s.channel in CHANNELS else "other"
     if not s.liked and ch in ("neighbours", "profile", "cf"):
         ch = "other"
     if ch != "query":
         return CHANNELS[ch]
-    v = (s.item_idx if variant is None else int(variant)) % 3
+    if variant is None:
+        variant = s.why_variant if getattr(s, "why_variant", None) is not None else s.item_idx
+    v = int(variant) % 3
     asked = getattr(s, "asked", "")
     if not asked:
         return ASKED_ANY[v]
