@@ -167,6 +167,13 @@ class Verifier:
         for cat, _s, _e in self.vocab.find_categories(rest, strict=True):
             if cat not in facts.categories:
                 problems.append(f"says '{cat}', not a category of the item")
+        for m in re.finditer(r"\b\w+(?:-\w+)+\b", rest):  # 'Genre-Fantasy', 'Comedy-Rebel': a category in a compound
+            if self.vocab.find_categories(m.group(0), strict=True):
+                continue  # the compound is itself a category name ('Sci-Fi', 'Film-Noir'), checked above
+            for part in m.group(0).split("-"):
+                for cat, _s, _e in self.vocab.find_categories(part, strict=True):
+                    if cat not in facts.categories:
+                        problems.append(f"says '{cat}' (in '{m.group(0)}'), not a category of the item")
         years = {int(y) for y in _YEAR.findall(rest)}
         for y in sorted(years - facts.years):
             problems.append(f"says {y}, not a year in the facts")

@@ -67,6 +67,7 @@ def test_verifier_accepts_grounded_text(sheet, verifier):
     ("Galaxy Pirates won 11 awards.", "11"),                                     # number not in facts
     ("I'm sorry, but I cannot help with that.", "meta"),                         # chatty refusal
     ("", "short"),
+    ("This Genre-Horror pick is what you asked for.", "Horror"),                # a category inside a compound
     ('Watch "Moon Harbor" next.', "example"),                                    # copied few-shot example
 ])
 def test_verifier_rejects_ungrounded_text(sheet, verifier, bad, why):
