@@ -160,16 +160,27 @@ def future_score(scores: np.ndarray, seen: Sequence[int], future: Sequence[int])
 class ProfileTargets:
     """Profile targets chosen by what retrieves the user's *later* likes.
 
-    Every candidate rule (`profile_candidates`) is scored on up to ``rule_users`` training users
-    by `future_score` of its text alone; the ``top_rules`` best on average are this domain's
-    house rules, and each user's target is the house rule that fits that user best. (A rule a
-    model can read off its prompt generalises; the single best candidate per user is mostly
-    noise a model cannot predict.)
+    Every candidate rule (`profile_candidates` in each of the house format's phrasings) is
+    scored on up to ``rule_users`` training users by `future_score` of its text alone; the
+    ``top_rules`` best on average are this domain's house rules, and each user's target is the
+    house rule that fits that user best. (A rule a model can read off its prompt generalises;
+    the single best candidate per user is mostly noise a model cannot predict.) The phrasing is
+    part of the rule because it moves retrieval as much as the facts do: on 183 held-out
+    ML-100K users the same facts gave Recall@50 0.091 as "You enjoy X. "F" is the kind of
+    movie you like most." and 0.079 as "You are drawn to X. "F" shows it well."
     """
 
-    def __init__(self, encoder: Any, item_emb: np.ndarray, nouns: Nouns, top_rules: int = 3):
+    def __init__(self, encoder: Any, item_emb: np.ndarray, nouns: Nouns, top_rules: int = 3, phrasings: int = 3):
         self.encoder, self.item_emb, self.nouns, self.top_rules = encoder, item_emb, nouns, top_rules
+        self.phrasings = phrasings
         self.rule_scores: dict[tuple, float] = {}
+
+    def candidates(self, p: Profile) -> dict[tuple, str]:
+        """``{(rule, phrasing): text}`` for one user's profile facets."""
+        out: dict[tuple, str] = {}
+        for v in range(self.phrasings):
+            out.update({(k, v): t for k, t in profile_candidates(p, self.nouns, v).items()})
+        return out
 
     def _scores(self, cands: dict[tuple, str], seen: Sequence[int], future: Sequence[int]) -> dict[tuple, float]:
         q = np.asarray(self.encoder.embed_texts(list(cands.values())), dtype=np.float32)
@@ -180,7 +191,7 @@ class ProfileTargets:
         tot: Counter = Counter()
         n: Counter = Counter()
         for p, sp in users:
-            for k, v in self._scores(profile_candidates(p, self.nouns), sp.rows, sp.liked_after).items():
+            for k, v in self._scores(self.candidates(p), sp.rows, sp.liked_after).items():
                 tot[k] += v
                 n[k] += 1
         full = max(n.values()) if n else 0
@@ -191,8 +202,8 @@ class ProfileTargets:
     def house_rules(self) -> list[tuple]:
         return sorted(self.rule_scores, key=lambda k: -self.rule_scores[k])[:self.top_rules]
 
-    def target(self, p: Profile, sp: UserSplit, variant: int = 0) -> str | None:
-        cands = profile_candidates(p, self.nouns, variant)
+    def target(self, p: Profile, sp: UserSplit) -> str | None:
+        cands = self.candidates(p)
         mine = {k: cands[k] for k in self.house_rules if k in cands}
         if not mine:  # a short history: the best-scoring rule this user can fill
             ok = [k for k in sorted(self.rule_scores, key=lambda k: -self.rule_scores[k]) if k in cands]
@@ -421,7 +432,7 @@ def build_llm_data(ds: Any, settings: Any, nouns: Nouns, out_dir: Path, llm: Any
                  "house_rule_scores": [round(targets.rule_scores[k], 4) for k in targets.house_rules],
                  "rules_scored": len(targets.rule_scores)}
     for attempt, (sp, p) in enumerate(chosen):
-        target = (targets.target(p, sp, attempt) if targets is not None
+        target = (targets.target(p, sp) if targets is not None
                   else profile_target(p, sp.liked_after, ds.catalog, nouns, attempt))
         if target and verifier.check(target, p.facts(vocab)).ok:
             examples.append(Example("profile", summ.prompt(p), target, "future-facts"))
@@ -494,9 +505,9 @@ def build_llm_data(ds: Any, settings: Any, nouns: Nouns, out_dir: Path, llm: Any
 
 
 def _rule_name(rule: tuple) -> str:
-    pos, era, fav = rule
+    (pos, era, fav), phrasing = rule
     return (f"categories {'+'.join(str(i + 1) for i in pos)}" + (", era" if era else "")
-            + (f", favourite {fav}" if fav else ""))
+            + (f", favourite {fav}" if fav else "") + f", phrasing {phrasing + 1}")
 
 
 def read_examples(path: Path) -> list[dict]:

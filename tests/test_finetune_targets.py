@@ -98,9 +98,12 @@ def test_profile_targets_pick_the_rule_that_retrieves_later_likes(grocery):
     target = t.target(p, sp)
     assert ex.verifier.check(target, p.facts(ex.verifier.vocab)).ok
     # the chosen rule beats the chat's few-shot default (first two categories) on these users
-    default = ((0, 1), 0, 0)
+    default = (((0, 1), 0, 0), 0)
     assert scores[t.house_rules[0]] > scores.get(default, 0.0), (target, scores)
     assert "Dairy" in target, target
+    # the phrasing is part of the rule: every house rule names one, and the target is that text
+    assert all(len(k) == 2 and k[1] in range(3) for k in t.house_rules)
+    assert target in {t.candidates(p)[k] for k in t.house_rules}
 
 
 def test_grounding_rejects_invented_details_and_claims(grocery):
