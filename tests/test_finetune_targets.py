@@ -166,3 +166,33 @@ def test_example_shaped_targets_open_like_the_prompts_example(grocery):
             assert sentence_frame(text, vocab) == sentence_frame(shot, vocab), (text, shot)
             assert grounded(text, s, ex) and s.title in text and "Moon Harbor" not in text and "Night Train" not in text
     assert made >= 6
+
+
+def test_batched_profile_prose_matches_the_chats_one_at_a_time(grocery):
+    """The eval writes profiles in batches; each must be what `ProfileSummarizer.from_items`
+    gives the chat for the same history: the LLM's text when it passes the verifier, else the
+    template."""
+    from fakes import FakeLLM
+
+    from recagent.agent.profile import ProfileSummarizer
+    from recagent.finetune.llm_data import split_user
+    from recagent.finetune.report import profile_prose
+
+    ex = _explainer(grocery)
+
+    def replies():  # every third profile names an invented title, which the verifier rejects
+        return [('You enjoy "Moon Harbor" above all.' if i % 3 == 2 else "You enjoy Snacks products.")
+                for i in range(100)]
+
+    users = [str(u) for u in grocery.user_ids]
+    llm = FakeLLM(replies())
+    summ = ProfileSummarizer(grocery, llm, ex.verifier)
+    texts, sources = profile_prose(summ, llm, ex.verifier, grocery, users, 0.6, 4.0, 40, batch=3)
+    one = ProfileSummarizer(grocery, FakeLLM(replies()), ex.verifier)
+    expect = []
+    for u in users:
+        sp = split_user(grocery, u, 0.6, 4.0)
+        p = one.from_items(u, sp.rows, sp.ratings, prose=True)
+        expect.append((p.prose, p.prose_source))
+    assert list(zip(texts, sources)) == expect
+    assert {"llm", "template"} <= set(sources), sources  # both paths were taken
