@@ -32,11 +32,13 @@ class RankingConfig:
     fusion_hidden: int = opt(16, "fusion gate / MLP hidden units", min=1)
     fusion_epochs: int = opt(100, "fusion max epochs (early stopping on held-out valid users)", min=1)
     fusion_patience: int = opt(8, "fusion epochs without held-out NDCG@10 gain before stopping", min=1)
-    fusion_members: int = opt(5, "fusion ensemble size: valid users cut into this many folds, member k stops on "
-                              "fold k (ML-100K A test NDCG@10 0.2408 with 5, 0.2394 with 3)", min=1)
-    fusion_repeats: int = opt(1, "fusion seed ensemble: the valid users are cut into fusion_members folds this many "
+    fusion_members: int = opt(0, "fusion ensemble size: valid users cut into this many folds, member k trains on the "
+                              "others and stops on fold k; 0 = the protocol's measured default "
+                              "(ranking.train.FUSION_ENSEMBLE: A 10, B 5)", min=0)
+    fusion_repeats: int = opt(0, "fusion seed ensemble: the valid users are cut into fusion_members folds this many "
                               "times (another seed each), so the ensemble holds members x repeats nets and fit time "
-                              "grows with it", min=1)
+                              "grows with it; 0 = the protocol's measured default (ranking.train.FUSION_ENSEMBLE)",
+                              min=0)
     recency_days: float = opt(14.0, "window of the fusion recency channel (interactions in the days before the user's last)",
                               gt=0)
     ablations: bool = opt(True, "eval: also train fusion on each channel alone and on all-but-one")

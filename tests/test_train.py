@@ -168,3 +168,18 @@ def test_fusion_trains_on_refit_folds_and_selects_on_valid_users_only(fast_cfg, 
     info = t.models["fusion"].info
     assert info["training_users"] > info["selection_users"] == t.n_select
     assert info["selection"]["served"] and "fusion_refit_folds" in t.timings
+
+
+def test_fusion_seed_ensemble_is_the_protocols_default_unless_the_config_sets_it(fast_cfg, tmp_path):
+    """``ranking.fusion_members`` / ``fusion_repeats`` 0 take ``FUSION_ENSEMBLE`` of the protocol
+    (members x repeats nets); a value set in the config wins."""
+    from recagent.ranking.train import FUSION_ENSEMBLE
+
+    cfg, ds = custom(fast_cfg, tmp_path / "recipes")
+    kw = dict(encoder=HashEncoder(16), save=False, channels=["ease"])
+    t = train(cfg, ds, "A", ["fusion"], **kw)
+    assert t.models["fusion"].info["members"] == 2 * FUSION_ENSEMBLE["A"]["repeats"] > 2   # fast_cfg: 2 members
+    t = train(cfg.replace("ranking", fusion_repeats=1), ds, "A", ["fusion"], **kw)
+    assert t.models["fusion"].info["members"] == 2
+    t = train(cfg.replace("ranking", fusion_members=0, fusion_repeats=1), ds, "B", ["fusion"], **kw)
+    assert t.models["fusion"].info["members"] == FUSION_ENSEMBLE["B"]["members"]
