@@ -511,7 +511,7 @@ def vary_templates(out: list[Explanation], sheets: Sequence[FactSheet], verifier
 
 # What a 'query' item matched, said three ways (a turn's cards vary by item): one phrase on every
 # card ("it matches what you asked for" x 5) read as boilerplate.
-ASKED_CATEGORY = ("you asked for {}", "it is the kind of {} you asked for", "it answers your ask for {}")
+ASKED_CATEGORY = ("you asked for {}", "it fits your ask for {}", "it answers your ask for {}")
 ASKED_WORD = ("you asked for {} and its description has it", "its description mentions {}, which you asked for",
               "it has the {} you asked for")
 ASKED_ANY = (CHANNELS["query"], "it fits your request", "it answers your request")
