@@ -11,6 +11,9 @@ Usage:
 Measured 2026-11-27 (shared 2-core machine, load 2.9-3.4, `benchmarks/ranking.py AB`: every
 model, ablations on, fusion channels ranking.train.FUSION_CHANNELS):
   A: fusion NDCG@10 0.2432 vs DLAE 0.2312, diff +0.0119 [+0.0058, +0.0185]; eval 193 s
+  A again with 10 members x 2 seed cuts (ranking.train.FUSION_ENSEMBLE, `benchmarks/ranking.py A`,
+  nice 19, load 3.3-4.0): fusion 0.2431 vs DLAE, diff +0.0118 [+0.0059, +0.0182]; 143 s CPU
+  (user 82 + sys 61; 12.0 min wall on the busy machine, not a timing), peak RSS 2.5 GB
   B: fusion NDCG@10 0.1299 vs SASRec 0.1071, diff +0.0228 [+0.0121, +0.0341]; eval 521 s
 """
 
