@@ -95,13 +95,24 @@ class ProfileSummarizer:
             ratings: one per row, or None.
             prose: ask the LLM for prose (else template prose).
         """
-        p = self.facets(user_id, rows, ratings)
-        p.prose, p.prose_source = template_prose(p), "template"
-        if prose and self.llm is not None and p.n_items:
-            text = clean(self.llm.generate(self.prompt(p), self.max_new_tokens))
-            if self.verifier is None or self.verifier.check(text, p.facts(self.verifier.vocab)).ok:
-                p.prose, p.prose_source = text, "llm"
-        return p
+        return self.many([(user_id, rows, ratings)], prose)[0]
+
+    def many(self, histories: Sequence[tuple[str | None, Sequence[int], Sequence[float] | None]], prose: bool = True,
+             batch: int = 8) -> list[Profile]:
+        """`from_items` for several ``(user_id, rows, ratings)`` histories, the LLM called on
+        ``batch`` prompts at a time (evaluation over many users); each profile is the same as
+        `from_items` gives: the LLM's prose if it passes the verifier, else the template's."""
+        profiles = [self.facets(u, rows, ratings) for u, rows, ratings in histories]
+        for p in profiles:
+            p.prose, p.prose_source = template_prose(p), "template"
+        todo = [p for p in profiles if p.n_items] if prose and self.llm is not None else []
+        for start in range(0, len(todo), batch):
+            chunk = todo[start:start + batch]
+            for p, out in zip(chunk, self.llm.generate_batch([self.prompt(p) for p in chunk], self.max_new_tokens)):
+                text = clean(out)
+                if self.verifier is None or self.verifier.check(text, p.facts(self.verifier.vocab)).ok:
+                    p.prose, p.prose_source = text, "llm"
+        return profiles
 
     def facets(self, user_id: str | None, rows: Sequence[int], ratings: Sequence[float] | None = None) -> Profile:
         """The data-derived part of a profile (no LLM)."""

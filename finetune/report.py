@@ -86,31 +86,6 @@ def grounded_bank(sheets: Sequence[Any], verifier: Any, nouns: Any, seed: int = 
     return {"distinct_2": distinct_n(texts), "mean_words": float(np.mean([len(t.split()) for t in texts])) if texts else 0.0}
 
 
-def profile_prose(summ: Any, llm: Any, verifier: Any, ds: Any, users: Sequence[str], cutoff: float, like: float,
-                  max_new_tokens: int, batch: int = 8) -> tuple[list[str], list[str]]:
-    """Each user's profile prose from the first part of their history, as the chat writes it
-    (`ProfileSummarizer.from_items`: the LLM's text if it passes the verifier, else the
-    template), with the LLM called in batches of ``batch`` prompts. Returns (texts, sources)."""
-    from recagent.agent.explain import clean
-    from recagent.agent.profile import template_prose
-    from recagent.finetune.llm_data import split_user
-
-    profiles = []
-    for u in users:
-        sp = split_user(ds, u, cutoff, like)
-        profiles.append(summ.facets(u, sp.rows, sp.ratings))
-    texts, sources = [template_prose(p) for p in profiles], ["template"] * len(profiles)
-    todo = [i for i, p in enumerate(profiles) if p.n_items]
-    for start in range(0, len(todo), batch):
-        chunk = todo[start:start + batch]
-        outs = llm.generate_batch([summ.prompt(profiles[i]) for i in chunk], max_new_tokens)
-        for i, out in zip(chunk, outs):
-            text = clean(out)
-            if verifier.check(text, profiles[i].facts(verifier.vocab)).ok:
-                texts[i], sources[i] = text, "llm"
-    return texts, sources
-
-
 def evaluate_llm(cfg: Any, ds: Any, nouns: Any, base_llm: Any, tuned_llm: Any, data_dir: Path, encoder: Any = None,
                  quiet: bool = False, log_fn: Callable[[str], None] = log.info, models: dict | None = None) -> dict:
     """Profiles and reasons of the base model vs the tuned one on the held-out users.
@@ -143,25 +118,24 @@ def evaluate_llm(cfg: Any, ds: Any, nouns: Any, base_llm: Any, tuned_llm: Any, d
         encoder = TextEncoder.from_config(cfg)
     item_emb = item_text_embeddings(ds.catalog, encoder)
     # -- profiles
-    prof_users = [u for u in users if split_user(ds, u, s.profile_cutoff, like).liked_after][:s.eval_users]
+    splits = [sp for sp in (split_user(ds, u, s.profile_cutoff, like) for u in users) if sp.liked_after][:s.eval_users]
     recalls: dict[str, list[float]] = {m: [] for m in models}
     sources: dict[str, list[str]] = {m: [] for m in models}
     examples: dict[str, list[str]] = {m: [] for m in models}
     for name, llm in models.items():
         summ = ProfileSummarizer(ds, llm, verifier, like, cfg.agent.dislike_threshold,
                                  max_new_tokens=cfg.agent.profile_max_new_tokens)
-        texts, sources[name] = profile_prose(summ, llm, verifier, ds, prof_users, s.profile_cutoff, like,
-                                             cfg.agent.profile_max_new_tokens)
+        profs = summ.many([(sp.user_id, sp.rows, sp.ratings) for sp in splits])
+        texts, sources[name] = [p.prose for p in profs], [p.prose_source for p in profs]
         q = np.asarray(encoder.embed_texts(texts), dtype=np.float32) if texts else np.zeros((0, item_emb.shape[1]))
-        for u, vec in zip(prof_users, q):
-            sp = split_user(ds, u, s.profile_cutoff, like)
+        for sp, vec in zip(splits, q):
             recalls[name].append(recall_at(item_emb @ vec, sp.rows, sp.liked_after, 50))
         examples[name] = texts[:5]
         log_fn(f"eval: profiles ({name}): Recall@50 {np.mean(recalls[name]) if recalls[name] else 0:.4f} "
-               f"over {len(prof_users)} users")
+               f"over {len(splits)} users")
     names = list(models)
     profiles = {
-        "users": len(prof_users),
+        "users": len(splits),
         "recall@50": {m: float(np.mean(recalls[m])) if recalls[m] else 0.0 for m in names},
         "llm_prose_rate": {m: float(np.mean([x == "llm" for x in sources[m]])) if sources[m] else 0.0 for m in names},
         "examples": examples,

@@ -169,14 +169,13 @@ def test_example_shaped_targets_open_like_the_prompts_example(grocery):
 
 
 def test_batched_profile_prose_matches_the_chats_one_at_a_time(grocery):
-    """The eval writes profiles in batches; each must be what `ProfileSummarizer.from_items`
-    gives the chat for the same history: the LLM's text when it passes the verifier, else the
-    template."""
+    """The eval writes profiles in batches (`ProfileSummarizer.many`); each must be what
+    `from_items` gives the chat for the same history: the LLM's text when it passes the
+    verifier, else the template."""
     from fakes import FakeLLM
 
     from recagent.agent.profile import ProfileSummarizer
     from recagent.finetune.llm_data import split_user
-    from recagent.finetune.report import profile_prose
 
     ex = _explainer(grocery)
 
@@ -184,15 +183,12 @@ def test_batched_profile_prose_matches_the_chats_one_at_a_time(grocery):
         return [('You enjoy "Moon Harbor" above all.' if i % 3 == 2 else "You enjoy Snacks products.")
                 for i in range(100)]
 
-    users = [str(u) for u in grocery.user_ids]
+    splits = [split_user(grocery, str(u), 0.6, 4.0) for u in grocery.user_ids]
     llm = FakeLLM(replies())
-    summ = ProfileSummarizer(grocery, llm, ex.verifier)
-    texts, sources = profile_prose(summ, llm, ex.verifier, grocery, users, 0.6, 4.0, 40, batch=3)
-    one = ProfileSummarizer(grocery, FakeLLM(replies()), ex.verifier)
-    expect = []
-    for u in users:
-        sp = split_user(grocery, u, 0.6, 4.0)
-        p = one.from_items(u, sp.rows, sp.ratings, prose=True)
-        expect.append((p.prose, p.prose_source))
-    assert list(zip(texts, sources)) == expect
-    assert {"llm", "template"} <= set(sources), sources  # both paths were taken
+    summ = ProfileSummarizer(grocery, llm, ex.verifier, max_new_tokens=40)
+    many = summ.many([(sp.user_id, sp.rows, sp.ratings) for sp in splits], batch=3)
+    one = ProfileSummarizer(grocery, FakeLLM(replies()), ex.verifier, max_new_tokens=40)
+    expect = [one.from_items(sp.user_id, sp.rows, sp.ratings, prose=True) for sp in splits]
+    assert [(p.prose, p.prose_source) for p in many] == [(p.prose, p.prose_source) for p in expect]
+    assert {"llm", "template"} <= {p.prose_source for p in many}  # both paths were taken
+    assert len(llm.calls) == sum(p.n_items > 0 for p in many)  # one prompt per profile, none twice
