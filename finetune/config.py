@@ -19,6 +19,8 @@ class FinetuneConfig:
     steps: int = opt(0, "LoRA optimizer steps; 0 = epochs x examples / batch", min=0)
     batch_size: int = opt(4, "examples per optimizer step (SmolLM2-135M on 2 cores: batch 4 without checkpointing "
                                     "ran 227 tokens/s at 4.5 GiB peak RSS; batch 8 with it 153 tokens/s, 3.0 GiB)", min=1)
+    group_by_length: bool = opt(True, "batch examples of similar length together (padding on ML-100K: 1.16x -> "
+                                      "1.01x the real tokens)")
     gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass: ~1/3 more compute, a "
                                              "fraction of the memory (batch 8 without it peaked at 6.7 GiB RSS on CPU)")
     max_seq_len: int = opt(320, "prompt + target tokens; longer examples are cut from the prompt's left", min=1)
@@ -30,7 +32,9 @@ class FinetuneConfig:
                                      "the items liked after it", gt=0, lt=1)
     profile_rule_users: int = opt(100, "training users on whom every profile rule is scored by what it retrieves "
                                          "of their later likes (the best rules become the targets)", min=1)
-    profile_rules: int = opt(3, "house rules kept; each user's profile target is the one that fits them best", min=1)
+    profile_rules: int = opt(1, "house rules kept; each user's target is the one of them that fits their later likes "
+                                "best (1 = one rule for everyone: a choice made by the future is one the model cannot "
+                                "learn from the prompt, so it only adds noise to the targets)", min=1)
     min_history: int = opt(5, "users with fewer interactions give no profile example", min=1)
     heldout_users: int = opt(200, "users kept out of the LLM training data, for the before/after evaluation", min=0)
     reason_sample_sheets: int = opt(120, "fact sheets whose reason targets are sampled from the base model (the rest "

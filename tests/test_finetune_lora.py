@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from recagent.agent.vocab import Nouns
@@ -142,3 +143,20 @@ def test_real_lora_on_smollm2_loads_in_the_chat(tiny, tmp_path, cfg):
     reply = agent.respond(agent.new_session(), "robots in space")
     titles = set(tiny.catalog.items["title"])
     assert reply.items and all(it.title in titles for it in reply.items)
+
+
+def test_epoch_batches_cover_each_example_once_and_group_similar_lengths():
+    from recagent.finetune.lora import epoch_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(100, 300, size=203)
+    for group in (False, True):
+        batches = epoch_batches(lengths, 4, seed=7, group=group)
+        flat = np.concatenate(batches)
+        assert sorted(flat.tolist()) == list(range(203))           # every example once
+        assert len(batches) == -(-203 // 4)                         # as many steps as without grouping
+        assert all(len(b) <= 4 for b in batches)
+        assert [b.tolist() for b in epoch_batches(lengths, 4, seed=7, group=group)] == [b.tolist() for b in batches]
+    padded = {g: sum(lengths[b].max() * len(b) for b in epoch_batches(lengths, 4, 7, g)) for g in (False, True)}
+    assert padded[True] < 0.95 * padded[False]                      # grouping removes most padding
+    assert epoch_batches(lengths, 4, 7, True)[0].tolist() != epoch_batches(lengths, 4, 8, True)[0].tolist()
