@@ -77,8 +77,11 @@ def test_save_load_roundtrip(tmp_path, make):
     np.testing.assert_allclose(back.score(np.arange(5)), m.score(np.arange(5)), rtol=1e-5)
 
 
-def test_sasrec_learns_a_deterministic_next_item_rule(tmp_path):
-    """Every user walks items i -> i+1 (mod 12); the next item after the history must rank first."""
+@pytest.mark.parametrize("recipe", [{}, {"block": "ligr"}, {"loss": "gbce", "negatives": 4, "epochs": 80}],
+                         ids=["sasrec", "esasrec-ligr", "gsasrec-gbce"])
+def test_sasrec_learns_a_deterministic_next_item_rule(tmp_path, recipe):
+    """Every user walks items i -> i+1 (mod 12); the next item after the history must rank first
+    (plain SASRec, eSASRec's LiGR layers, gSASRec's gBCE loss)."""
     rows = []
     for u in range(30):
         start = u % 12
@@ -86,13 +89,22 @@ def test_sasrec_learns_a_deterministic_next_item_rule(tmp_path):
             rows.append((u, (start + t) % 12, float(t)))
     df = pd.DataFrame(rows, columns=["uidx", "iidx", "timestamp"])
     train = History.from_frame(df, 30, 12)
-    m = SASRec(dim=16, layers=1, heads=1, max_len=8, dropout=0.0, lr=1e-2, epochs=40, batch_size=32).fit(train)
+    m = SASRec(**{**dict(dim=16, layers=1, heads=1, max_len=8, dropout=0.0, lr=1e-2, epochs=40, batch_size=32),
+                  **recipe}).fit(train)
     want = [(u % 12 + 8) % 12 for u in range(30)]
     ids, _ = m.recommend(np.arange(30), k=1, exclude_seen=False)
     assert np.mean(ids[:, 0] == np.array(want)) >= 0.9
     m.save(tmp_path / "s")
     back = Recommender.load(tmp_path / "s")
+    assert back.params == m.params
     np.testing.assert_allclose(back.score(np.arange(3)), m.score(np.arange(3)), rtol=1e-4, atol=1e-5)
+
+
+def test_sasrec_unknown_block_is_a_config_error():
+    from recagent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="block='gru'.*ligr"):
+        SASRec(block="gru")
 
 
 def test_ease_refuses_a_catalog_over_its_memory_limit_with_one_line():
@@ -149,12 +161,13 @@ def test_itemknn_keeps_k_sources_per_target_item():
     assert per_col.max() == 3 and m.sim.diagonal().sum() == 0
 
 
-def test_sasrec_scores_do_not_depend_on_padding():
+@pytest.mark.parametrize("block", ["pre_ln", "ligr"])
+def test_sasrec_scores_do_not_depend_on_padding(block):
     """With ``pad_mask`` no query attends to padding, so trimming a batch to its longest
     history (what training and scoring do) gives the same vectors as full-width padding."""
     import torch
 
-    m = SASRec(dim=8, layers=1, heads=2, max_len=12, dropout=0.0, pad_mask=True)
+    m = SASRec(dim=8, layers=1, heads=2, max_len=12, dropout=0.0, pad_mask=True, block=block)
     m.net = m._build(20)
     m.net.eval()
     x = np.zeros((2, 12), np.int64)
