@@ -13,7 +13,7 @@ import numpy as np
 
 from recagent.agent.llm import LLM
 from recagent.agent.verify import Facts, Verifier, open_quote, repeated_frames, sentence_frame, split_sentences
-from recagent.agent.vocab import Nouns
+from recagent.agent.vocab import Nouns, stem
 
 # How each candidate channel is described to the user (unknown channels fall back to 'other').
 # Domain-neutral on purpose: the same words fit movies, books, recipes and products.
@@ -256,6 +256,46 @@ def build_fact_sheets(catalog, items: Sequence[tuple[int, str]], history: Sequen
     return out
 
 
+# Words a reason may use without the fact sheet saying them: how reasons link facts, not facts.
+LINK_WORDS = set("""
+a an the and or but so as at by for from in into of on to with without than that this these those it its it's
+is are was were be been being has have had do does did will would could should may might can also too very
+more most much many some any all both each every one ones other another same similar like liked likes liking
+love loved enjoy enjoyed enjoys fan fans people person who whom whose which what when where why how there here
+you your you're you've yours user users they them their we our i my me he she his her if then because since
+since try give pick picked picks choice match matches matching share shares shared sharing streak mix blend
+kind sort style type taste tastes feel feels vibe spirit same era decade year years made make makes list
+shows show showed agree agreed too just well good great fine solid safe bet next up out also again still
+thanks worth fit fits fitting close closely much described description story stories similar similarly
+well-liked popular popularity favourite favourites favorite favorites one-of highly rated rating ratings
+part among along alongside plus together another lot lots those ones two three four five six seven eight nine ten
+scored score well recommended reason reasons chosen choose here's this's yet not no nor only even ever
+after heart keeps keep going sits offers offer brings bring worked works earns earn place mood won over gives stays common pairs pair
+""".split())
+
+
+def invented_words(text: str, sheet: "FactSheet", nouns: Nouns, request: str | None = None) -> list[str]:
+    """Content words of a reason that neither the fact sheet, the user's request nor
+    `LINK_WORDS` supply.
+
+    The verifier catches false titles, numbers, categories and claims about the user; this
+    catches the rest of what a small model invents ("an iconic Christmas movie", "a literary
+    novel by the American author"), in the chat and in training targets alike.
+    """
+    facts = " ".join([sheet.prompt_lines(nouns), *(n.get("title", "") for n in sheet.neighbours), request or ""])
+    known = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'’-]*", facts)}
+    known |= {stem(w) for w in known} | {nouns.item, nouns.items, nouns.category, nouns.categories}
+    if request:  # the user did ask: saying so is not invented
+        known |= {"ask", "asked", "asking", "want", "wanted", "request", "requested", "wrote", "said"}
+    out = []
+    for w in re.findall(r"[A-Za-z][A-Za-z'’-]*", text):
+        low = w.lower()
+        if low in LINK_WORDS or low in known or stem(low) in known or len(low) <= 2:
+            continue
+        out.append(w)
+    return out
+
+
 class Explainer:
     """Fact sheets -> verified sentences, one LLM batch per turn (plus one retry batch).
 
@@ -290,9 +330,9 @@ class Explainer:
         firsts: dict[int, tuple[str, list[str]]] = {}
         for i, (s, text) in enumerate(zip(sheets, first)):
             text = clean(text)
-            v = self._check(text, s)
+            v = self._check(text, s, request)
             firsts[i] = (text, list(v.problems))
-            fixed = None if v.ok else self.repair(text, s)
+            fixed = None if v.ok else self.repair(text, s, request)
             if v.ok:
                 out[i] = Explanation(text, "llm", True, first_text=text)
             elif fixed is not None:
@@ -312,8 +352,8 @@ class Explainer:
                                              self.max_new_tokens)
             for (i, problems), text in zip(retry, second):
                 text = clean(text)
-                v = self._check(text, sheets[i])
-                fixed = None if v.ok else self.repair(text, sheets[i])
+                v = self._check(text, sheets[i], request)
+                fixed = None if v.ok else self.repair(text, sheets[i], request)
                 if v.ok:
                     out[i] = Explanation(text, "llm-retry", False, problems)
                 elif fixed is not None:
@@ -367,7 +407,7 @@ class Explainer:
         bad = repeated_frames([out[i].text for i in pos], self.verifier.vocab)
         return [pos[j] for j in bad]
 
-    def repair(self, text: str, sheet: FactSheet) -> str | None:
+    def repair(self, text: str, sheet: FactSheet, request: str | None = None) -> str | None:
         """The text with its titles put right, when that alone makes it pass; else None.
 
         A small model copies the sheet's titles with slips ("The Santa Clause" as "The Santa
@@ -415,13 +455,19 @@ class Explainer:
             else:
                 return None
             out = out[:s] + f'"{title}"' + out[e:]
-        if out == text or not self._check(out, sheet).ok:
+        if out == text or not self._check(out, sheet, request).ok:
             return None
         return out
 
-    def _check(self, text: str, sheet: FactSheet):
-        """The verifier, plus: 'try "X"' must recommend the item itself, not a history title."""
+    def _check(self, text: str, sheet: FactSheet, request: str | None = None):
+        """The verifier, plus: 'try "X"' must recommend the item itself, not a history title,
+        and no content word may come from outside the fact sheet and the request
+        (`invented_words`)."""
         v = self.verifier.check(text, sheet.facts())
+        invented = invented_words(text, sheet, self.nouns, request)
+        if invented:
+            v.ok = False
+            v.problems.append("says what the facts do not: " + ", ".join(dict.fromkeys(invented[:4])))
         m = re.search(r"\btry\s+[\"“]([^\"”]+)[\"”]", text, re.IGNORECASE)
         if m:
             hit = self.verifier.vocab.match(m.group(1))

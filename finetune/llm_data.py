@@ -212,47 +212,9 @@ class ProfileTargets:
         return mine[max(scores, key=scores.get)]
 
 
-# Words a reason may use without the fact sheet saying them: how reasons link facts, not facts.
-_LINK_WORDS = set("""
-a an the and or but so as at by for from in into of on to with without than that this these those it its it's
-is are was were be been being has have had do does did will would could should may might can also too very
-more most much many some any all both each every one ones other another same similar like liked likes liking
-love loved enjoy enjoyed enjoys fan fans people person who whom whose which what when where why how there here
-you your you're you've yours user users they them their we our i my me he she his her if then because since
-since try give pick picked picks choice match matches matching share shares shared sharing streak mix blend
-kind sort style type taste tastes feel feels vibe spirit same era decade year years made make makes list
-shows show showed agree agreed too just well good great fine solid safe bet next up out also again still
-thanks worth fit fits fitting close closely much described description story stories similar similarly
-well-liked popular popularity favourite favourites favorite favorites one-of highly rated rating ratings
-part among along alongside plus together another lot lots those ones two three four five six seven eight nine ten
-scored score well recommended reason reasons chosen choose here's this's yet not no nor only even ever
-after heart keeps keep going sits offers offer brings bring worked works earns earn place mood won over gives stays common pairs pair
-""".split())
-
-
-def unsupported_words(text: str, sheet: FactSheet, nouns: Nouns) -> list[str]:
-    """Content words of a reason that neither the fact sheet nor `_LINK_WORDS` supply.
-
-    The verifier catches false titles, numbers, categories and claims about the user; this
-    catches the rest of what a small model invents ("an iconic Christmas movie", "a comedy duo
-    based in Los Angeles"), so that such text never becomes a training target.
-    """
-    from recagent.agent.vocab import stem
-
-    facts = sheet.prompt_lines(nouns) + " " + " ".join(n.get("title", "") for n in sheet.neighbours)
-    known = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'’-]*", facts)}
-    known |= {stem(w) for w in known} | {nouns.item, nouns.items, nouns.category, nouns.categories}
-    out = []
-    for w in re.findall(r"[A-Za-z][A-Za-z'’-]*", text):
-        low = w.lower()
-        if low in _LINK_WORDS or low in known or stem(low) in known or len(low) <= 2:
-            continue
-        out.append(w)
-    return out
-
-
 def grounded(text: str, sheet: FactSheet, explainer: Explainer) -> bool:
-    """A training target: passes the chat's verifier, names the item, invents nothing."""
+    """A training target: passes the chat's checks (which reject invented words), names the
+    item, links it to a reason the sheet gives, and repeats nothing."""
     if not text or not explainer._check(text, sheet).ok:
         return False
     low = text.lower()
@@ -267,7 +229,7 @@ def grounded(text: str, sheet: FactSheet, explainer: Explainer) -> bool:
         links.append(sheet.co_liked["via_title"].lower())
     if links and not any(x in low for x in links):
         return False  # says nothing the sheet gives as a reason
-    return not unsupported_words(text, sheet, explainer.nouns)
+    return True  # invented words: `Explainer._check` rejects them (`invented_words`)
 
 
 def training_reasons(s: FactSheet, nouns: Nouns) -> list[str]:

@@ -92,7 +92,7 @@ def _explainer(replies, verifier):
 
 
 def test_explainer_keeps_grounded_llm_text(sheet, verifier):
-    good = f'Since you liked "{sheet.neighbours[0]["title"]}", try this Sci-Fi ride.'
+    good = f'Since you liked "{sheet.neighbours[0]["title"]}", try this Sci-Fi pick.'
     exp, llm = _explainer([good], verifier)
     out = exp.explain([sheet])
     assert out[0].source == "llm" and out[0].grounded_first and out[0].text == good
@@ -100,9 +100,9 @@ def test_explainer_keeps_grounded_llm_text(sheet, verifier):
 
 
 def test_explainer_regenerates_once_then_keeps_retry(sheet, verifier):
-    exp, llm = _explainer(['Try "Casablanca Nights" instead.', "It is a Sci-Fi ride for you."], verifier)
+    exp, llm = _explainer(['Try "Casablanca Nights" instead.', "It is a Sci-Fi pick for you."], verifier)
     out = exp.explain([sheet])
-    assert out[0].source == "llm-retry" and not out[0].grounded_first and out[0].text == "It is a Sci-Fi ride for you."
+    assert out[0].source == "llm-retry" and not out[0].grounded_first and out[0].text == "It is a Sci-Fi pick for you."
     assert len(llm.calls) == 2 and any("not a catalog title" in p for p in out[0].problems)
 
 
@@ -527,3 +527,38 @@ def test_query_reasons_say_what_was_asked_in_varied_words(tiny, verifier):
         assert verifier.check(it.reason, sheet.facts()).ok, (it.reason, verifier.check(it.reason, sheet.facts()).problems)
         prompt = Explainer(FakeLLM(), verifier).prompt(sheet)
         assert f"Why: " in prompt[-1]["content"] and sheet.asked in prompt[-1]["content"]
+
+
+def test_invented_details_fail_in_the_chat_and_are_written_again(sheet, verifier):
+    """Regression (new-user check on a books catalog): 'a literary novel by the American
+    author' passed the chat's checks although the catalog says nothing about an author."""
+    liked = sheet.neighbours[0]["title"]
+    bad = f'"{sheet.title}" is a classic by the famous American author of "{liked}".'
+    good = f'"{sheet.title}" shares Sci-Fi with "{liked}", which you liked.'
+    exp, llm = _explainer([bad, good], verifier)
+    out = exp.explain([sheet])
+    assert out[0].text == good and out[0].source == "llm-retry" and len(llm.calls) == 2
+    assert any("American" in p and "author" in p for p in out[0].first_problems), out[0].first_problems
+    # the user's own words may come back ("you asked for something American")
+    asked = f'"{sheet.title}" is the American pick you asked for, close to "{liked}", which you liked.'
+    exp, llm = _explainer([asked], verifier)
+    assert exp.explain([sheet], request="something American")[0].text == asked
+    exp, llm = _explainer([asked, good], verifier)
+    assert exp.explain([sheet])[0].text == good  # without that request "American" is invented
+
+
+def test_templates_and_example_replies_invent_nothing(tiny, verifier):
+    from recagent.agent.explain import few_shot, invented_words
+
+    idx = tiny.item_index
+    for hist in ([idx["i1"], idx["i2"]], []):
+        sheets = build_fact_sheets(tiny.catalog, [(idx[i], ch) for i, ch in
+                                                  [("i7", "neighbours"), ("i3", "cf"), ("i5", "popular"), ("i8", "profile")]],
+                                   hist, Evidence(tiny))
+        for s in sheets:
+            for v in range(3):
+                assert invented_words(template_sentence(s, v), s, verifier.vocab.nouns) == [], template_sentence(s, v)
+                # the model copies the example's linking words, so they must be allowed too
+                shot_user, shot = few_shot(verifier.vocab.nouns, verifier.vocab.categories, v, s)
+                linking = [w for w in invented_words(shot, s, verifier.vocab.nouns) if w not in shot_user]
+                assert linking == [], (shot, linking)

@@ -108,13 +108,14 @@ def test_profile_targets_pick_the_rule_that_retrieves_later_likes(grocery):
 
 def test_grounding_rejects_invented_details_and_claims(grocery):
     from recagent.agent.explain import build_fact_sheets
-    from recagent.finetune.llm_data import grounded, unsupported_words
+    from recagent.agent.explain import invented_words
+    from recagent.finetune.llm_data import grounded
 
     ex = _explainer(grocery)
     idx = grocery.item_index
     sheet = build_fact_sheets(grocery.catalog, [(idx["g4"], "neighbours")], [idx["g3"]], None, None, 2, {idx["g3"]})[0]
     good = '"Aged Cheddar" shares Dairy with "Greek Yogurt", which you liked.'
-    assert grounded(good, sheet, ex), unsupported_words(good, sheet, NOUNS)
+    assert grounded(good, sheet, ex), invented_words(good, sheet, NOUNS)
     for bad in ['"Aged Cheddar" is an iconic Christmas cheese from a famous Swiss farm.',   # invented
                 '"Aged Cheddar" is another favorite of yours, like "Greek Yogurt".',        # claim about the user
                 '"Aged Cheddar" is Dairy Dairy like "Greek Yogurt", which you liked.',      # stutter
