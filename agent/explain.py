@@ -271,24 +271,38 @@ well-liked popular popularity favourite favourites favorite favorites one-of hig
 part among along alongside plus together another lot lots those ones two three four five six seven eight nine ten
 scored score well recommended reason reasons chosen choose here's this's yet not no nor only even ever
 after heart keeps keep going sits offers offer brings bring worked works earns earn place mood won over gives stays common pairs pair
+theme themes themed oriented tale tales released release
 """.split())
 
 
-def invented_words(text: str, sheet: "FactSheet", nouns: Nouns, request: str | None = None) -> list[str]:
+# Other words for an item that say nothing new (only for the catalog's own noun).
+_NOUN_SYNONYMS = {"movie": {"film", "films", "picture", "pictures"}, "book": {"read", "reads"},
+                  "song": {"track", "tracks"}, "recipe": {"dish", "dishes"}}
+
+
+def invented_words(text: str, sheet: "FactSheet", nouns: Nouns, request: str | None = None,
+                   vocab: Any = None) -> list[str]:
     """Content words of a reason that neither the fact sheet, the user's request nor
     `LINK_WORDS` supply.
 
     The verifier catches false titles, numbers, categories and claims about the user; this
     catches the rest of what a small model invents ("an iconic Christmas movie", "a literary
-    novel by the American author"), in the chat and in training targets alike.
+    novel by the American author"), in the chat and in training targets alike. Quoted spans are
+    left to the verifier's title checks (a slipped title is repaired, not invented); a
+    hyphenated word is read by its parts ("Action-oriented"); with ``vocab``, the catalog's own
+    words for the sheet's categories count as the sheet's ("science fiction" for Sci-Fi).
     """
     facts = " ".join([sheet.prompt_lines(nouns), *(n.get("title", "") for n in sheet.neighbours), request or ""])
-    known = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'’-]*", facts)}
+    known = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'’]*", facts)}
     known |= {stem(w) for w in known} | {nouns.item, nouns.items, nouns.category, nouns.categories}
+    known |= _NOUN_SYNONYMS.get(nouns.item, set())
     if request:  # the user did ask: saying so is not invented
         known |= {"ask", "asked", "asking", "want", "wanted", "request", "requested", "wrote", "said"}
+    if vocab is not None:
+        mine = {c.lower() for c in sheet.categories}
+        known |= {w for phrase, c in vocab.category_words.items() if c.lower() in mine for w in re.split(r"[\s-]+", phrase)}
     out = []
-    for w in re.findall(r"[A-Za-z][A-Za-z'’-]*", text):
+    for w in re.findall(r"[A-Za-z][A-Za-z'’]*", re.sub(r"[\"“][^\"“”]*[\"”]", " ", text)):
         low = w.lower()
         if low in LINK_WORDS or low in known or stem(low) in known or len(low) <= 2:
             continue
@@ -464,7 +478,7 @@ class Explainer:
         and no content word may come from outside the fact sheet and the request
         (`invented_words`)."""
         v = self.verifier.check(text, sheet.facts())
-        invented = invented_words(text, sheet, self.nouns, request)
+        invented = invented_words(text, sheet, self.nouns, request, self.verifier.vocab)
         if invented:
             v.ok = False
             v.problems.append("says what the facts do not: " + ", ".join(dict.fromkeys(invented[:4])))
