@@ -17,13 +17,13 @@ Usage:
 The first ``--variant`` is the reference of the paired bootstrap CIs (per-user nested-validation
 NDCG@10 difference). ``best_single`` is the channel model with the best validation NDCG@10.
 
-Measured 2026-11-27 on ML-100K Protocol A (channel features of the 10 x 2 default's run; same
-procedure in /tmp scripts, NOT yet with this file end to end), 3 outer folds, nested valid
-NDCG@10 per cut 1 / 2 / 3: 5x1 0.2250 / 0.2249 / 0.2256; 10x2 0.2271 / 0.2276 / 0.2250;
-10x2 minus 5x1 over the three cuts +0.0014 [+0.0000, +0.0029]. Cut 1 only: 5x4 0.2260,
-10x2 without ItemKNN 0.2263, 20x1 0.2266, 10x4 0.2264 (cut 2: 0.2274); 10x2 was the best on
-nested validation. Test: 5x1 0.2406, 10x2 0.2431, 20x1 0.2429, 5x4 0.2403, 10x2 without
-ItemKNN 0.2423.
+Measured 2026-11-27 on ML-100K Protocol A, 3 outer folds, nested valid NDCG@10 per cut 1 / 2 / 3
+(this script with the two variants above: 472 s wall at nice 19 on a busy machine, not a timing):
+5x1 0.2250 / 0.2249 / 0.2256; 10x2 0.2271 / 0.2276 / 0.2250; 10x2 minus 5x1 +0.0014
+[+0.0000, +0.0029]; chosen: 10x2; test 5x1 0.2406, 10x2 0.2431 (vs DLAE +0.0118 [+0.0059,
++0.0178]). The same procedure on the same channel features (earlier scripts): cut 1 only, 5x4
+0.2260, 10x2 without ItemKNN 0.2263, 20x1 0.2266, 10x4 0.2264 (cut 2: 0.2274, below 10x2's
+0.2276), so 10x2 stays first; their test: 0.2403, 0.2423, 0.2429, 0.2434.
 """
 
 from __future__ import annotations
