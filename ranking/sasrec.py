@@ -51,9 +51,10 @@ class SASRec(Recommender):
     #: (pad_mask, best epoch 19 of 24) 0.1068 / 0.1034; eSASRec's LiGR layers (block="ligr", full
     #: softmax in place of its sampled one) 0.1094 / 0.0984 at lr 3e-3 (best epoch 6) and
     #: 0.1109 / 0.0928 at lr 1e-3 (best epoch 12); gSASRec's gBCE (256 negatives, t 0.75) 0.0351 /
-    #: 0.0449, popularity level (Pop 0.0447), which points at this gBCE path rather than the
-    #: recipe (the paper reports gains over SASRec); not investigated further. Validation keeps
-    #: the default.
+    #: 0.0449, popularity level (Pop 0.0447); plain BCE on the same 256 negatives (gbce_t 0)
+    #: stalls there too (0.0352 at epoch 14, still creeping up when stopped), so the sampled-
+    #: negative path trains far slower than the full softmax here (or has a bug: the paper
+    #: reports gains over SASRec); not investigated further. Validation keeps the default.
     param_grid: ClassVar[dict[str, list]] = {}
 
     def __init__(self, dim: int = 64, layers: int = 2, heads: int = 2, max_len: int = 50, dropout: float = 0.2,
