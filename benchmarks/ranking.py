@@ -15,6 +15,9 @@ model, ablations on, fusion channels ranking.train.FUSION_CHANNELS):
   nice 19, load 3.3-4.0): fusion 0.2431 vs DLAE, diff +0.0118 [+0.0059, +0.0182]; 143 s CPU
   (user 82 + sys 61; 12.0 min wall on the busy machine, not a timing), peak RSS 2.5 GB
   B: fusion NDCG@10 0.1299 vs SASRec 0.1071, diff +0.0228 [+0.0121, +0.0341]; eval 521 s
+  B again 07:03 UTC (same setting, nice 19, busy): 0.1283, diff +0.0212 [+0.0103, +0.0331]; 808 s
+  with ablations (table in README). SASRec recipes: `B --models sasrec --grid 'sasrec:block="ligr"'`
+  (eSASRec's LiGR layers) or `--grid 'sasrec:loss="gbce"'`; numbers in ranking/sasrec.py.
 """
 
 from __future__ import annotations
