@@ -271,7 +271,8 @@ well-liked popular popularity favourite favourites favorite favorites one-of hig
 part among along alongside plus together another lot lots those ones two three four five six seven eight nine ten
 scored score well recommended reason reasons chosen choose here's this's yet not no nor only even ever
 after heart keeps keep going sits offers offer brings bring worked works earns earn place mood won over gives stays common pairs pair
-theme themes themed oriented tale tales released release
+theme themes themed oriented tale tales released release drawn coming back keen mostly tend tends often usually
+especially lately recently less example examples include includes
 """.split())
 
 
@@ -293,13 +294,19 @@ def invented_words(text: str, sheet: "FactSheet", nouns: Nouns, request: str | N
     words for the sheet's categories count as the sheet's ("science fiction" for Sci-Fi).
     """
     facts = " ".join([sheet.prompt_lines(nouns), *(n.get("title", "") for n in sheet.neighbours), request or ""])
-    known = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'’]*", facts)}
+    extra = {"ask", "asked", "asking", "want", "wanted", "request", "requested", "wrote", "said"} if request else set()
+    return unsupported_words(text, facts, nouns, vocab, sheet.categories, extra)
+
+
+def unsupported_words(text: str, facts: str, nouns: Nouns, vocab: Any = None, categories: Sequence[str] = (),
+                      extra: set[str] = frozenset()) -> list[str]:
+    """Words of ``text`` outside quotes that ``facts``, `LINK_WORDS`, the catalog's nouns,
+    ``extra`` and (with ``vocab``) the catalog's words for ``categories`` do not supply."""
+    known = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'’]*", facts)} | set(extra)
     known |= {stem(w) for w in known} | {nouns.item, nouns.items, nouns.category, nouns.categories}
     known |= _NOUN_SYNONYMS.get(nouns.item, set())
-    if request:  # the user did ask: saying so is not invented
-        known |= {"ask", "asked", "asking", "want", "wanted", "request", "requested", "wrote", "said"}
     if vocab is not None:
-        mine = {c.lower() for c in sheet.categories}
+        mine = {c.lower() for c in categories}
         known |= {w for phrase, c in vocab.category_words.items() if c.lower() in mine for w in re.split(r"[\s-]+", phrase)}
     out = []
     for w in re.findall(r"[A-Za-z][A-Za-z'’]*", re.sub(r"[\"“][^\"“”]*[\"”]", " ", text)):

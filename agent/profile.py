@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from recagent.agent.explain import clean
+from recagent.agent.explain import clean, unsupported_words
 from recagent.agent.llm import LLM
 from recagent.agent.verify import Facts, Verifier
 from recagent.agent.vocab import Nouns
@@ -110,9 +110,21 @@ class ProfileSummarizer:
             chunk = todo[start:start + batch]
             for p, out in zip(chunk, self.llm.generate_batch([self.prompt(p) for p in chunk], self.max_new_tokens)):
                 text = clean(out)
-                if self.verifier is None or self.verifier.check(text, p.facts(self.verifier.vocab)).ok:
+                if self.verifier is None or self.checks(text, p):
                     p.prose, p.prose_source = text, "llm"
         return profiles
+
+    def checks(self, text: str, p: Profile) -> bool:
+        """The verifier against the profile's facts, and no word the prompt does not supply
+        (the prose is shown as what we know about the user: "You love gritty crime dramas"
+        would be a claim the data does not make)."""
+        vocab = self.verifier.vocab
+        if not self.verifier.check(text, p.facts(vocab)).ok:
+            return False
+        nouns = getattr(vocab, "nouns", None) or Nouns()
+        cats = [c for c, _ in p.liked_categories[:5]] + list(p.recent_drift)
+        facts = " ".join([self.prompt(p)[-1]["content"], *p.exemplars])
+        return not unsupported_words(text, facts, nouns, vocab, cats, {"you", "your", "favourite"})
 
     def facets(self, user_id: str | None, rows: Sequence[int], ratings: Sequence[float] | None = None) -> Profile:
         """The data-derived part of a profile (no LLM)."""

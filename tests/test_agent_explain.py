@@ -562,3 +562,25 @@ def test_templates_and_example_replies_invent_nothing(tiny, verifier):
                 shot_user, shot = few_shot(verifier.vocab.nouns, verifier.vocab.categories, v, s)
                 linking = [w for w in invented_words(shot, s, verifier.vocab.nouns) if w not in shot_user]
                 assert linking == [], (shot, linking)
+
+
+def test_profile_prose_that_invents_about_the_user_falls_back(tiny, verifier):
+    """The profile prose is shown as what we know about the user: a word its prompt does not
+    supply ("gritty", "space operas") would be a claim the data does not make."""
+    ok = 'You are drawn to Sci-Fi items. "Star Voyage" is the kind of item you like most.'
+    s = ProfileSummarizer(tiny, llm=FakeLLM([ok]), verifier=verifier)
+    assert s.summarize("u0").prose == ok
+    bad = ProfileSummarizer(tiny, llm=FakeLLM(['You love gritty space operas. "Star Voyage" is a favourite.']),
+                            verifier=verifier)
+    p = bad.summarize("u0")
+    assert p.prose_source == "template" and "gritty" not in p.prose
+
+
+def test_every_profile_training_target_passes_the_chats_profile_checks(tiny, verifier):
+    from recagent.finetune.llm_data import profile_candidates
+
+    s = ProfileSummarizer(tiny, verifier=verifier)
+    p = s.summarize("u0", prose=False)
+    cands = {t for v in range(3) for t in profile_candidates(p, verifier.vocab.nouns, v).values()}
+    assert len(cands) > 6
+    assert all(s.checks(t, p) for t in cands), [t for t in cands if not s.checks(t, p)]
