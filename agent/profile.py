@@ -119,12 +119,12 @@ class ProfileSummarizer:
         (the prose is shown as what we know about the user: "You love gritty crime dramas"
         would be a claim the data does not make)."""
         vocab = self.verifier.vocab
-        if not self.verifier.check(text, p.facts(vocab)).ok:
+        facts = p.facts(vocab)
+        if not self.verifier.check(text, facts).ok:
             return False
         nouns = getattr(vocab, "nouns", None) or Nouns()
-        cats = [c for c, _ in p.liked_categories[:5]] + list(p.recent_drift)
-        facts = " ".join([self.prompt(p)[-1]["content"], *p.exemplars])
-        return not unsupported_words(text, facts, nouns, vocab, cats, {"you", "your", "favourite"})
+        words = " ".join([self.prompt(p)[-1]["content"], *p.exemplars])
+        return not unsupported_words(text, words, nouns, vocab, facts.categories, {"you", "your", "favourite"})
 
     def facets(self, user_id: str | None, rows: Sequence[int], ratings: Sequence[float] | None = None) -> Profile:
         """The data-derived part of a profile (no LLM)."""
