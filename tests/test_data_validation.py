@@ -195,3 +195,18 @@ def test_cli_missing_file_is_one_line_not_a_traceback(tmp_path):
     assert p.returncode == 1
     assert p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr
     assert "none.csv: file not found" in p.stderr
+
+
+def test_own_files_with_a_built_in_data_set_are_an_error_not_ignored(tmp_path):
+    """`--set data.items=...` without data.dataset=custom used to serve ML-100K silently, with
+    the user's nouns: "Mission: Impossible is a Mystery book"."""
+    from recagent.config import load_config
+    from recagent.data import load_dataset
+
+    i, l_ = write(tmp_path, "books.csv", ITEMS), write(tmp_path, "log.csv", LOG)
+    cfg = load_config(None, [f"data.items={i}", f"data.interactions={l_}"])
+    with pytest.raises(DataError, match=r"data.dataset=custom") as e:
+        load_dataset(cfg)
+    assert "books.csv" in str(e.value) and "\n" not in str(e.value)
+    ds = load_dataset(cfg.replace("data", dataset="custom"))
+    assert sorted(ds.catalog.ids) == ["a", "b", "c"]

@@ -57,6 +57,10 @@ def load_dataset(cfg: Any, name: str | None = None, log_fn: Callable[[str], None
     name = name or cfg.data.dataset
     opts = ReadOptions.from_config(cfg.data)
     if name in BUILTIN:
+        mine = [f"data.{k} = {v!r}" for k, v in (("items", cfg.data.items), ("interactions", cfg.data.interactions)) if v]
+        if mine:  # the files would be ignored silently: a chat over the wrong catalog
+            raise DataError(f"{' and '.join(mine)} set, but the data set is '{name}': add --set data.dataset=custom "
+                            f"(or --dataset custom) to use your files, or clear them to use '{name}'.")
         files = builtin_files(name, cfg.paths.cache, log=log_fn or log.info)
         clean_items, clean_users = builtin_cleaners(name)
         return load_files(files["items"], files["interactions"], files["users"], opts, name=name, builtin=True,
