@@ -163,6 +163,8 @@ class Agent:
                                    self.embeddings, s.history_neighbours, liked_in_log)
         for n, sheet in enumerate(sh for sh in sheets if sh.channel == "query"):
             sheet.asked, sheet.why_variant = self._asked(session, sheet), n  # cards say it in turn
+        for n, sheet in enumerate(sh for sh in sheets if sh.channel == "popular"):
+            sheet.why_variant = n
         if on_ranked is not None:
             on_ranked([ReplyItem(sh.item_id, sh.title, "", sh.year, sh.categories, c.channel, round(float(c.score), 4), "pending",
                                  dict(c.parts)) for c, sh in zip(cands, sheets)])
@@ -296,7 +298,7 @@ class Agent:
         if n:
             want = used.describe()  # what these picks meet (a relaxed try says so in its note)
             like = [self.ds.catalog.title(i) for i in session.likes[-2:] if i in self.ds.item_index]
-            what = f"Here are {n} picks" + (f" ({want})" if want else "")
+            what = (f"Here are {n} picks" if n != 1 else "Here is 1 pick") + (f" ({want})" if want else "")
             if like:
                 what += " in the spirit of " + " and ".join(f'"{t}"' for t in like)
             parts.append(what + ":")

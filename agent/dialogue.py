@@ -129,7 +129,8 @@ class DialogueParser:
         # something French", "French too" add to it
         p.include_adds = bool(_ADDS.search(cat_text) or re.search(r"\b(and|or)\b", cat_text[:first_include]))
         p.include = [c for c in p.include if c not in p.exclude]
-        p.year_min, p.year_max = self._relative_years(cat_text, shown, current) or self._years(cat_text)
+        rel = self._relative_years(cat_text, shown, current)
+        p.year_min, p.year_max = self._years(cat_text) if rel is None else _both(rel, self._years(_RELATIVE.sub(" ", cat_text)))
         p.k, p.list_size = self._list_size(low, k)
         p.ask = _ask_words(ask_text, negated=lambda pos: _negated(cat_text, pos))
         p.exclude_words += [w.lower() for w in _ask_words(ask_text, negated=lambda pos: not _negated(cat_text, pos)).split()
@@ -143,8 +144,8 @@ class DialogueParser:
 
     def _relative_years(self, low: str, shown: list[str], current: Constraints | None) -> tuple[int | None, int | None] | None:
         """'older' / 'newer' / 'more recent' move the current era (or the shown items' years)."""
-        older = re.search(r"\b(older|earlier|less recent)\b(?!\s+than)", low)
-        newer = re.search(r"\b(newer|more recent|later|more modern)\b(?!\s+than)", low)
+        older = _OLDER.search(low)
+        newer = _NEWER.search(low)
         if not older and not newer:
             return None
         years = [y for y in (self._year_of(i) for i in shown) if y is not None]
@@ -259,6 +260,18 @@ def _negated(text: str, start: int) -> bool:
         return False
     between = window[last_neg.end():]
     return not _SCOPE_BREAK.search(between)
+
+
+_OLDER = re.compile(r"\b(older|earlier|less recent)\b(?!\s+than)")
+_NEWER = re.compile(r"\b(newer|more recent|later|more modern)\b(?!\s+than)")
+_RELATIVE = re.compile(f"{_OLDER.pattern}|{_NEWER.pattern}")
+
+
+def _both(a: tuple[int | None, int | None], b: tuple[int | None, int | None]) -> tuple[int | None, int | None]:
+    """Both year ranges at once ("older, but after 1990"): the later start, the earlier end."""
+    lo = [x for x in (a[0], b[0]) if x is not None]
+    hi = [x for x in (a[1], b[1]) if x is not None]
+    return (max(lo) if lo else None), (min(hi) if hi else None)
 
 
 _ERA_WORD = re.compile(r"^(?:'?(?:1[89]|20)?\d0s|1[89]\d\d|20\d\d|" + "|".join(DECADE_WORDS) + r")$", re.IGNORECASE)

@@ -109,7 +109,7 @@ class FactSheet:
     co_liked: dict | None = None                           # {via_idx, via_title, both, via_total}
     liked: list[int] = field(default_factory=list)         # catalog rows the user liked (claims about the user)
     asked: str = ""                                        # what the user asked that the item matches ('Thai', 'robots')
-    why_variant: int | None = None                         # which phrasing of the 'query' reason (None: by item)
+    why_variant: int | None = None                         # which phrasing of a query or popular reason (None: by item)
 
     def facts(self) -> Facts:
         titles = {self.item_idx} | {n["idx"] for n in self.neighbours}
@@ -387,6 +387,9 @@ class Explainer:
         for i, e in enumerate(out):
             if e is not None:
                 e.first_text, e.first_problems = firsts[i][0], firsts[i][1]
+                if e.source != "template":
+                    exact = self.exact_titles(e.text, sheets[i])
+                    e.repaired, e.text = e.repaired or exact != e.text, exact
         return vary_templates([e for e in out if e is not None], sheets, self.verifier, self.nouns)
 
     def variants(self, sheets: Sequence[FactSheet], accepted: Sequence[str] = (), avoid: Sequence[int] = ()) -> list[int]:
@@ -427,6 +430,25 @@ class Explainer:
         pos = [i for i, e in enumerate(out) if e is not None]
         bad = repeated_frames([out[i].text for i in pos], self.verifier.vocab)
         return [pos[j] for j in bad]
+
+    def exact_titles(self, text: str, sheet: FactSheet) -> str:
+        """The text with every quoted title spelled as the sheet spells it. The verifier accepts
+        a near-miss of a sheet title (a fuzzy match names the same item: "Arsene and Old Lace"),
+        but the card should not show the slip."""
+        vocab = self.verifier.vocab
+        known: dict[int, str] = {}
+        for t in [sheet.title] + [n["title"] for n in sheet.neighbours] + \
+                 ([sheet.co_liked["via_title"]] if sheet.co_liked else []):
+            hit = vocab.match(t)
+            if hit is not None:
+                known.setdefault(vocab.canonical(hit.idx), t)
+        out = text
+        for m in reversed(list(re.finditer(r"[\"“]([^\"“”]{1,150})[\"”]", text))):
+            hit = vocab.match(m.group(1))
+            right = known.get(vocab.canonical(hit.idx)) if hit is not None and hit.score < 100 else None
+            if right is not None and m.group(1) != right:
+                out = out[:m.start()] + f'"{right}"' + out[m.end():]
+        return out
 
     def repair(self, text: str, sheet: FactSheet, request: str | None = None) -> str | None:
         """The text with its titles put right, when that alone makes it pass; else None.
@@ -582,6 +604,7 @@ ASKED_CATEGORY = ("you asked for {}", "it fits your ask for {}", "it answers you
 ASKED_WORD = ("you asked for {} and its description has it", "its description mentions {}, which you asked for",
               "it has the {} you asked for")
 ASKED_ANY = (CHANNELS["query"], "it fits your request", "it answers your request")
+POPULAR = (CHANNELS["popular"], "many people liked it", "it is widely liked")
 
 
 def _why(s: FactSheet, variant: int | None = None) -> str:
@@ -590,17 +613,19 @@ def _why(s: FactSheet, variant: int | None = None) -> str:
     item, or a word of its text).
 
     Args:
-        variant: which phrasing of a 'query' reason; None = the sheet's ``why_variant`` (a turn
+        variant: which phrasing of a 'query' or 'popular' reason; None = the sheet's ``why_variant`` (a turn
             gives its cards different ones), else one chosen by the item.
     """
     ch = s.channel if s.channel in CHANNELS else "other"
     if not s.liked and ch in ("neighbours", "profile", "cf"):
         ch = "other"
-    if ch != "query":
+    if ch not in ("query", "popular"):
         return CHANNELS[ch]
     if variant is None:
         variant = s.why_variant if getattr(s, "why_variant", None) is not None else s.item_idx
     v = int(variant) % 3
+    if ch == "popular":
+        return POPULAR[v]
     asked = getattr(s, "asked", "")
     if not asked:
         return ASKED_ANY[v]

@@ -16,7 +16,7 @@ _DECADE = re.compile(r"(?<![\w])'?((?:1[89]|20)?\d0)'?s(?!\w)", re.IGNORECASE)
 _NUMBER = re.compile(r"(?<![\w.])(\d{1,7}(?:,\d{3})*)(?![\w])")
 # Chatty or meta text from a small model: never a good reason even when it names nothing wrong.
 _META = re.compile(r"\b(i'?m sorry|i apologi[sz]e|as an ai|language model|i can'?t|i cannot|i'?m not (familiar|sure)|"
-                   r"misunderstanding|the facts|fact sheet|instructions?|prompt)\b", re.IGNORECASE)
+                   r"misunderstanding|the facts|fact sheet|instructions?|prompt|the user|liked nothing)\b", re.IGNORECASE)
 # Claims about the user: what follows (or, for 'which you liked', precedes) must be a liked item.
 _CLAIM = re.compile(r"\b(?:(?:since|because|as|if|like)\s+)?you(?:'ve| have)?\s+(?:really\s+|also\s+)?(?:liked|loved|enjoyed|rated|"
                     r"watched|read|bought|saved|cooked|adored)\b|\byour\s+(?:favou?rites?|top[- ]rated|highly[- ]rated)\b|"
@@ -150,8 +150,9 @@ class Verifier:
         if len(t) < 12 or not re.search(r"[a-zA-Z]{3}", t):
             return Verdict(False, ["empty or too short"])
         low = t.lower()
-        if _META.search(t):
-            problems.append(f"meta or apology text ('{_META.search(t).group(0)}')")
+        meta = _META.search(self._without_allowed_titles(t, facts.titles))  # a title may say "Instructions"
+        if meta:
+            problems.append(f"meta or apology text ('{meta.group(0)}')")
         for phrase in facts.forbidden:
             if phrase.lower() in low:
                 problems.append(f"copies example phrase '{phrase}'")

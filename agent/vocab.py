@@ -59,6 +59,7 @@ GENERIC = {
     "seen", "saw", "watched", "watch", "read", "hate", "hated", "boring", "awful", "loved", "enjoyed", "pick",
     "picks", "option", "options", "choice", "choices", "similar", "different", "same", "another", "already", "yes",
     "nope", "thanks", "thank", "okay", "cool", "hmm", "number", "item", "let's", "try", "trying", "look", "looking",
+    "before", "after", "since", "until", "till", "earlier", "later", "between", "during", "around", "released",
 }
 
 
@@ -138,10 +139,25 @@ def item_word_rows(catalog: Catalog) -> dict[str, frozenset[int]]:
     for row, text in enumerate(texts):
         for w, _s, _e in words(text):
             if len(w) >= 3:
-                index.setdefault(stem(w), set()).add(row)
+                for key in {stem(w), *_base_forms(w)}:
+                    index.setdefault(key, set()).add(row)
     out = {w: frozenset(rows) for w, rows in index.items()}
     catalog.__dict__["_agent_word_rows"] = out
     return out
+
+
+def _base_forms(word: str) -> set[str]:
+    """Verb forms an ask may use for a catalog's '-ing' / '-ed' word: 'cooking' -> 'cook', 'baking'
+    -> 'bake', 'running' -> 'run' (so "something to cook" finds the Cooking shelf)."""
+    w = word.lower()
+    for end in ("ing", "ed"):
+        if w.endswith(end) and len(w) - len(end) >= 3:
+            root = w[:-len(end)]
+            out = {root, root + "e"}
+            if len(root) >= 4 and root[-1] == root[-2] and root[-1] not in "lsz":
+                out.add(root[:-1])
+            return out
+    return set()
 
 
 def norm_title(text: str) -> str:

@@ -66,6 +66,7 @@ def test_verifier_accepts_grounded_text(sheet, verifier):
     ("A 1980s Sci-Fi classic.", "1980s"),                                        # wrong decade
     ("Galaxy Pirates won 11 awards.", "11"),                                     # number not in facts
     ("I'm sorry, but I cannot help with that.", "meta"),                         # chatty refusal
+    ("The user has liked nothing yet: it is a Sci-Fi pick.", "meta"),            # the prompt's words leak out
     ("", "short"),
     ("This Genre-Horror pick is what you asked for.", "Horror"),                # a category inside a compound
     ('Watch "Moon Harbor" next.', "example"),                                    # copied few-shot example
@@ -584,3 +585,18 @@ def test_every_profile_training_target_passes_the_chats_profile_checks(tiny, ver
     cands = {t for v in range(3) for t in profile_candidates(p, verifier.vocab.nouns, v).values()}
     assert len(cands) > 6
     assert all(s.checks(t, p) for t in cands), [t for t in cands if not s.checks(t, p)]
+
+
+def test_a_near_miss_title_is_shown_as_the_catalog_spells_it(sheet, verifier):
+    """The verifier accepts a slipped title that names the right item ("Galaxy Pirate"), but the
+    card shows the sheet's spelling; a reason with exact titles is left as it is."""
+    liked = sheet.neighbours[0]["title"]
+    slipped = f'Since you liked "{liked}", "{sheet.title[:-1]}" is a Sci-Fi pick for you.'
+    exp, _ = _explainer([slipped], verifier)
+    out = exp.explain([sheet])[0]
+    assert out.source == "llm" and out.repaired
+    assert out.text == f'Since you liked "{liked}", "{sheet.title}" is a Sci-Fi pick for you.'
+    exact = f'Since you liked "{liked}", "{sheet.title}" is a Sci-Fi pick for you.'
+    exp, _ = _explainer([exact], verifier)
+    out = exp.explain([sheet])[0]
+    assert out.text == exact and not out.repaired

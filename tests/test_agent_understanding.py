@@ -124,6 +124,17 @@ def test_older_and_newer_move_the_current_era(grocery):
     shown = ["g1", "g4"]  # 2001, 2005
     assert p.parse("newer ones", shown).year_min == 2006
     assert p.parse("older", shown).year_max == 2000
+    # an explicit bound said with it holds too, and its words are no keywords to look for
+    both = p.parse("something older, but after 1995", shown)
+    assert (both.year_min, both.year_max) == (1996, 2000) and "after" not in both.ask
+    assert p.parse("older, before 1998", shown).year_max == 1997
+    assert p.parse("older, before 2005", shown).year_max == 2000 and p.parse("older, before 2005", shown).ask == ""
+
+
+def test_one_pick_is_one_pick_in_the_header(grocery):
+    agent = make_agent(grocery, k=1)
+    r = agent.respond(agent.new_session(), "granola")
+    assert len(r.items) == 1 and "Here is 1 pick" in r.text and "1 picks" not in r.text
 
 
 def test_older_through_the_agent_state(grocery):
@@ -260,3 +271,20 @@ def test_agent_excludes_by_meaning_end_to_end(grocery):
     assert {"Frozen Pizza", "Frozen Vegetables", "Frozen Meat", "Frzn Breakfast"} <= set(s.constraints.exclude)
     assert all(not cats(grocery, it.item_id) & {"Frozen Pizza", "Frozen Vegetables", "Frozen Meat", "Frzn Breakfast"}
                for it in r.items)
+
+
+def test_a_verb_finds_the_catalog_word_it_comes_from(tmp_path):
+    """'cook' / 'bake' are in the catalog as 'Cooking' / 'baking': they are not 'mentioned by
+    nothing', and they find those items."""
+    from recagent.agent.vocab import CatalogVocab
+    from recagent.data import load_files
+
+    items = tmp_path / "books.csv"
+    items.write_text("item_id,title,categories,text\nb1,Salt and Saffron,Cooking|Memoir,A chef remembers.\n"
+                     "b2,Crumb,Essays,Notes on baking bread.\nb3,Iron Tide,Thriller,Naval intrigue.\n", encoding="utf-8")
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,timestamp\nu1,b1,1\nu1,b2,2\nu2,b3,3\n", encoding="utf-8")
+    vocab = CatalogVocab(load_files(items, log, name="books").catalog)
+    assert vocab.unmatched_words("something to cook") == [] and vocab.unmatched_words("bake") == []
+    assert vocab.matching_rows("cook") == {0} and vocab.matching_rows("bake") == {1}
+    assert vocab.unmatched_words("submarines") == ["submarines"]
