@@ -17,6 +17,11 @@ _NUMBER = re.compile(r"(?<![\w.])(\d{1,7}(?:,\d{3})*)(?![\w])")
 # Chatty or meta text from a small model: never a good reason even when it names nothing wrong.
 _META = re.compile(r"\b(i'?m sorry|i apologi[sz]e|as an ai|language model|i can'?t|i cannot|i'?m not (familiar|sure)|"
                    r"misunderstanding|the facts|fact sheet|instructions?|prompt|the user|liked nothing)\b", re.IGNORECASE)
+# "a memoir, not a cooking book": a category the facts give, denied.
+_DENY = re.compile(r"\b(?:not|isn'?t|aren'?t|never|nor|rather than|instead of)\s+(?:(?:an?|the|really|quite|exactly)\s+)?$",
+                   re.IGNORECASE)
+# Labels of the fact sheet's lines copied into a reason ('You liked: "X" also liked: ...').
+_NOTATION = re.compile(r"\b(?:you liked|also liked|evidence|why)\s*:", re.IGNORECASE)
 # Claims about the user: what follows (or, for 'which you liked', precedes) must be a liked item.
 _CLAIM = re.compile(r"\b(?:(?:since|because|as|if|like)\s+)?you(?:'ve| have)?\s+(?:really\s+|also\s+)?(?:liked|loved|enjoyed|rated|"
                     r"watched|read|bought|saved|cooked|adored)\b|\byour\s+(?:favou?rites?|top[- ]rated|highly[- ]rated)\b|"
@@ -165,9 +170,13 @@ class Verifier:
         for q in self.unknown_quoted(t):
             problems.append(f"quotes '{q}', which is not a catalog title")
         rest = self._without_allowed_titles(t, facts.titles)
-        for cat, _s, _e in self.vocab.find_categories(rest, strict=True):
+        for cat, start, _e in self.vocab.find_categories(rest, strict=True):
             if cat not in facts.categories:
                 problems.append(f"says '{cat}', not a category of the item")
+            elif _DENY.search(rest[max(0, start - 30):start]):
+                problems.append(f"denies '{cat}', which the facts give")
+        if m := _NOTATION.search(rest):
+            problems.append(f"copies the fact sheet's notation ('{m.group(0)}')")
         for m in re.finditer(r"\b\w+(?:-\w+)+\b", rest):  # 'Genre-Fantasy', 'Comedy-Rebel': a category in a compound
             if self.vocab.find_categories(m.group(0), strict=True):
                 continue  # the compound is itself a category name ('Sci-Fi', 'Film-Noir'), checked above

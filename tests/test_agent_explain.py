@@ -67,6 +67,8 @@ def test_verifier_accepts_grounded_text(sheet, verifier):
     ("Galaxy Pirates won 11 awards.", "11"),                                     # number not in facts
     ("I'm sorry, but I cannot help with that.", "meta"),                         # chatty refusal
     ("The user has liked nothing yet: it is a Sci-Fi pick.", "meta"),            # the prompt's words leak out
+    ('"Galaxy Pirates" is an adventure, not a Sci-Fi ride.', "denies 'Sci-Fi'"),  # a true category denied
+    ('You liked: "Star Voyage" also liked: 2 of 3 people.', "notation"),         # fact-sheet labels copied
     ("", "short"),
     ("This Genre-Horror pick is what you asked for.", "Horror"),                # a category inside a compound
     ('Watch "Moon Harbor" next.', "example"),                                    # copied few-shot example
