@@ -88,13 +88,34 @@ def plural(noun: str) -> str:
     return n + ("es" if re.search(r"(s|sh|ch|x|z)$", n) else "s")
 
 
+# What a catalog file's name may say its items are ('books.csv', 'amazon_products.parquet').
+FILE_NOUNS = frozenset({
+    "book", "product", "recipe", "movie", "film", "song", "track", "album", "artist", "article", "game", "podcast",
+    "episode", "course", "hotel", "restaurant", "dish", "wine", "beer", "app", "video", "show", "paper", "poem",
+    "comic", "toy", "shoe", "car", "listing", "event", "job", "place", "plant", "perfume",
+})
+
+
+def noun_from_file(path: str) -> str:
+    """'book' for 'my_books.csv': the last word of a catalog file's name, when it is a common noun
+    for items (`FILE_NOUNS`); '' otherwise ('catalog.csv', 'data.jsonl')."""
+    from pathlib import Path
+
+    for word in reversed(re.findall(r"[a-z]+", Path(str(path)).stem.lower())):
+        if stem(word) in FILE_NOUNS:
+            return stem(word)
+    return ""
+
+
 def nouns_for(dataset, data_cfg=None) -> Nouns:
     """The nouns of a data set: ``data.item_noun`` / ``data.category_noun`` when set, else the
-    built-in data set's own ('movie' / 'genre' for ml-100k), else 'item' / 'category'."""
+    built-in data set's own ('movie' / 'genre' for ml-100k), else what a custom catalog's file
+    name says ('books.csv': 'book'), else 'item' / 'category'."""
     from recagent.data.builtin import BUILTIN
 
     spec = BUILTIN.get(getattr(dataset, "name", "")) if getattr(dataset, "builtin", False) else None
-    item = (getattr(data_cfg, "item_noun", "") or getattr(spec, "item_noun", "") or "item").strip()
+    named = noun_from_file(getattr(data_cfg, "items", "") or "") if spec is None else ""
+    item = (getattr(data_cfg, "item_noun", "") or getattr(spec, "item_noun", "") or named or "item").strip()
     cat = (getattr(data_cfg, "category_noun", "") or getattr(spec, "category_noun", "") or "category").strip()
     return Nouns(item, cat)
 

@@ -209,7 +209,8 @@ class DataConfig:
                              items=Rule(float, min=0.0, max=1.0), length=3, check=check_split_ratios)
     split_seed: int = opt(2020, "seed of the per-user random split (2020 = the peers' protocol)", min=0)
     item_noun: str = opt("", "what one item is called in replies ('book', 'recipe'); empty = the built-in data set's "
-                             "own ('movie' for ml-100k), else 'item'")
+                             "own ('movie' for ml-100k), else the catalog file's name when it says ('books.csv': "
+                             "'book'), else 'item'")
     category_noun: str = opt("", "what the catalog's categories are called ('genre', 'cuisine'); empty = the built-in "
                                  "data set's own, else 'category'")
     images_dir: str = opt("", "folder that relative image_path values resolve against (`finetune --images DIR`); "

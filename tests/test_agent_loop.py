@@ -282,3 +282,8 @@ def test_nouns_come_from_config_then_the_builtin_data_set_then_generic(recipes, 
     ml = type("DS", (), {"name": "ml-100k", "builtin": True})()
     assert nouns_for(ml) == Nouns("movie", "genre") and Nouns("movie", "genre").categories == "genres"
     assert Nouns("dish", "category").items == "dishes" and Nouns("item", "category").categories == "categories"
+    # a custom catalog's file name says what its items are, when it is a common noun
+    named = lambda f, **kw: nouns_for(recipes, dataclasses.replace(cfg.data, items=f, **kw)).item  # noqa: E731
+    assert named("/data/shop/amazon_books.csv") == "book" and named("recipes.jsonl") == "recipe"
+    assert named("dishes.tsv") == "dish" and named("catalog.csv") == "item" and named("data.parquet") == "item"
+    assert named("books.csv", item_noun="novel") == "novel"
