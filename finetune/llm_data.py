@@ -393,9 +393,9 @@ def build_llm_data(ds: Any, settings: Any, nouns: Nouns, out_dir: Path, llm: Any
         rules = {"house_rules": [_rule_name(k) for k in targets.house_rules],
                  "house_rule_scores": [round(targets.rule_scores[k], 4) for k in targets.house_rules],
                  "rules_scored": len(targets.rule_scores)}
-    for attempt, (sp, p) in enumerate(chosen):
+    for sp, p in chosen:  # without an encoder: one phrasing for everyone (a rotation is noise to the model)
         target = (targets.target(p, sp) if targets is not None
-                  else profile_target(p, sp.liked_after, ds.catalog, nouns, attempt))
+                  else profile_target(p, sp.liked_after, ds.catalog, nouns))
         if target and verifier.check(target, p.facts(vocab)).ok:
             examples.append(Example("profile", summ.prompt(p), target, "future-facts"))
     evidence = Evidence(ds, like_threshold)
