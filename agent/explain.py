@@ -511,6 +511,10 @@ class Explainer:
         if invented:
             v.ok = False
             v.problems.append("says what the facts do not: " + ", ".join(dict.fromkeys(invented[:4])))
+        wrong = self.false_asks(text, sheet, request)
+        if wrong:
+            v.ok = False
+            v.problems.append("says the user asked for " + ", ".join(wrong) + ", which they did not")
         m = re.search(r"\btry\s+[\"“]([^\"”]+)[\"”]", text, re.IGNORECASE)
         if m:
             hit = self.verifier.vocab.match(m.group(1))
@@ -518,6 +522,18 @@ class Explainer:
                 v.ok = False
                 v.problems.append(f"recommends '{m.group(1)}' instead of the item")
         return v
+
+    def false_asks(self, text: str, sheet: FactSheet, request: str | None = None) -> list[str]:
+        """Categories a reason says the user asked for ("you asked for Action") that they did not:
+        what was asked is the sheet's ``asked`` and the categories of the request, when known."""
+        vocab = self.verifier.vocab
+        asked = {c for c, _s, _e in vocab.find_categories(sheet.asked or "")} | \
+                {c for c, _s, _e in vocab.find_categories(request or "")}
+        said: list[str] = []
+        for m in _ASKED_CLAIM.finditer(text):
+            clause = re.split(r"[,.;:!?]", text[m.end():], maxsplit=1)[0]
+            said += [c for c, _s, _e in vocab.find_categories(clause) if c not in asked and c not in said]
+        return said
 
     def prompt(self, sheet: FactSheet, request: str | None = None, variant: int = 0) -> list[dict]:
         """Few-shot chat prompt; user words appear only as an escaped quotation (data).
@@ -604,6 +620,9 @@ ASKED_CATEGORY = ("you asked for {}", "it fits your ask for {}", "it answers you
 ASKED_WORD = ("you asked for {} and its description has it", "its description mentions {}, which you asked for",
               "it has the {} you asked for")
 ASKED_ANY = (CHANNELS["query"], "it fits your request", "it answers your request")
+# "you asked for X" / "your ask for X": X must be what was asked.
+_ASKED_CLAIM = re.compile(r"\b(?:you (?:asked|wanted|requested|were looking)(?: for)?|your (?:ask|request|wish)(?: for)?)\b",
+                          re.IGNORECASE)
 POPULAR = (CHANNELS["popular"], "many people liked it", "it is widely liked")
 
 

@@ -602,3 +602,18 @@ def test_a_near_miss_title_is_shown_as_the_catalog_spells_it(sheet, verifier):
     exp, _ = _explainer([exact], verifier)
     out = exp.explain([sheet])[0]
     assert out.text == exact and not out.repaired
+
+
+def test_a_reason_may_not_say_the_user_asked_for_what_they_did_not(sheet, verifier):
+    """Seen on ML-100K: "Aliens is an Action movie, and you asked for Action." for an ask of
+    funny sci-fi. What was asked is the sheet's ``asked`` (and the request, when quoted)."""
+    exp = Explainer(None, verifier)
+    cat = sheet.categories[0]
+    other = next(c for c in exp.verifier.vocab.categories if c not in sheet.categories)
+    sheet.channel, sheet.asked = "query", cat
+    assert exp._check(f'"{sheet.title}" is a {cat} pick, and you asked for {cat}.', sheet, "a space romp").ok
+    v = exp._check(f'"{sheet.title}" is a {cat} pick, and you asked for {other}.', sheet, "a space romp")
+    assert not v.ok and any(f"asked for {other}" in p for p in v.problems), v.problems
+    assert exp.false_asks(f"It fits your ask for {other}.", sheet, request=f"some {other.lower()} please") == []
+    sheet.asked = ""
+    assert exp.false_asks(f"It fits your ask for {cat}, a {cat} pick.", sheet) == [cat]
