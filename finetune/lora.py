@@ -93,6 +93,10 @@ def train_lora(base: str | Path, examples: list[dict], adapter_dir: Path, checkp
         raise FinetuneError("no LLM training examples were built; the log needs users with liked items "
                             "(check data.positive_threshold / agent.like_threshold).")
     acc = Accelerator()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and acc.num_processes != world:  # each process would train and save alone, over the others
+        raise FinetuneError(f"WORLD_SIZE is {world} but accelerate started {acc.num_processes} training process: on "
+                            f"CPUs set ACCELERATE_USE_CPU=1 for torchrun; on GPUs use `accelerate launch --multi_gpu`.")
     torch.manual_seed(settings.seed)
     tok = AutoTokenizer.from_pretrained(str(base))
     if tok.pad_token is None:

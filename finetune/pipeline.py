@@ -16,12 +16,17 @@ marker, and the LoRA stage continues from its last checkpoint::
 
 ``run_config(out)`` gives the config that serves a finished run (its data, index, rankers and
 adapter): what ``chat --run``, ``eval --run`` and ``recommend --run`` need.
+
+Under a multi-process launcher (``accelerate launch``, ``torchrun``: ``WORLD_SIZE`` > 1) the
+first process runs every stage; the others wait for the data stages' markers, join it in the
+LoRA stage (each takes its share of every batch) and stop there.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -60,6 +65,11 @@ def finetune(cfg: Any, out: str | Path, *, dataset: str | None = None, items: st
     from recagent.runs import check_fingerprint, layout, record_run, write_fingerprint
 
     lay = layout(cfg, run=out)
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        _check_launcher(world)
+    if world > 1 and rank > 0:
+        return _lora_worker(cfg, lay, steps, rank, world, log_fn)
     if resume and not (dataset or items or interactions) and (lay.root / "config.toml").is_file():
         cfg = _saved_data(cfg, lay.root / "config.toml")  # `--out X --resume` alone continues X's data
     cfg = _data_config(cfg, dataset, items, interactions, users)
@@ -112,10 +122,8 @@ def finetune(cfg: Any, out: str | Path, *, dataset: str | None = None, items: st
         return idx.build(ds, progress=not quiet, log_fn=log_fn).to_dict()
 
     def rankers() -> dict:
-        try:
-            from recagent.ranking.train import train
-        except ImportError:  # TODO(issue 10): ranking/train.py is the training home; until it lands, no rankers
-            return {"skipped": "recagent.ranking.train is not available yet"}
+        from recagent.ranking.train import train
+
         info: dict[str, Any] = {}
         try:
             t = train(cfg, ds, "B", list(RANKER_MODELS), layout=lay, log=log_fn, encoder=text_encoder,
@@ -151,15 +159,7 @@ def finetune(cfg: Any, out: str | Path, *, dataset: str | None = None, items: st
                               embed_cache=cfg.paths.cache / "embeddings")
 
     def lora() -> dict:
-        from recagent.finetune.llm_data import META_FILE, TRAIN_FILE, read_examples
-        from recagent.finetune.lora import train_lora
-        from recagent.models import resolve_model
-
-        meta = json.loads((lay.root / "llm_data" / META_FILE).read_text(encoding="utf-8"))
-        examples = read_examples(lay.root / "llm_data" / TRAIN_FILE)
-        base = resolve_model(cfg.models.llm, cfg.paths.cache)
-        res = train_lora(base, examples, lay.adapter, lay.root / "checkpoints", cfg.finetune, meta["data_hash"],
-                         merged_dir=lay.merged, steps=steps, resume=True, quiet=quiet, log_fn=log_fn)
+        res, meta = _train_lora(cfg, lay, steps, quiet, log_fn)
         record_run(cfg, lay.adapter, "recagent finetune (lora)", {"data_hash": meta["data_hash"]})
         fast = _convert_fast(lay.merged, log_fn)
         # the run's config.toml now names the tuned model: whatever serves the run (chat --run reads
@@ -188,6 +188,46 @@ def finetune(cfg: Any, out: str | Path, *, dataset: str | None = None, items: st
         if stop_after == name:
             break
     return done
+
+
+def _train_lora(cfg: Any, lay: Any, steps: int | None, quiet: bool, log_fn: Callable[[str], None]) -> tuple[dict, dict]:
+    """The LoRA stage's training on the run's ``llm_data`` (every process of a launcher runs it)."""
+    from recagent.finetune.llm_data import META_FILE, TRAIN_FILE, read_examples
+    from recagent.finetune.lora import train_lora
+    from recagent.models import resolve_model
+
+    meta = json.loads((lay.root / "llm_data" / META_FILE).read_text(encoding="utf-8"))
+    examples = read_examples(lay.root / "llm_data" / TRAIN_FILE)
+    base = resolve_model(cfg.models.llm, cfg.paths.cache)
+    res = train_lora(base, examples, lay.adapter, lay.root / "checkpoints", cfg.finetune, meta["data_hash"],
+                     merged_dir=lay.merged, steps=steps, resume=True, quiet=quiet, log_fn=log_fn)
+    return res, meta
+
+
+def _check_launcher(world: int) -> None:
+    """Before any stage: accelerate runs CPU processes together only with ACCELERATE_USE_CPU
+    (what `accelerate launch --cpu` sets); without it each would train alone, over the others."""
+    import torch
+
+    if not torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes"):
+        from recagent.finetune.lora import FinetuneError
+
+        raise FinetuneError(f"WORLD_SIZE is {world} on a machine without GPUs: set ACCELERATE_USE_CPU=1 so the "
+                            f"processes train together (or run one process).")
+
+
+def _lora_worker(cfg: Any, lay: Any, steps: int | None, rank: int, world: int, log_fn: Callable[[str], None],
+                 poll_s: float = 1.0) -> dict:
+    """A launcher's process ``rank`` > 0: wait until the first process has finished the stages
+    before LoRA, then train with it. (If the first process fails, the launcher stops this one.)"""
+    before = STAGES[:STAGES.index("lora")]
+    log_fn(f"finetune: process {rank} of {world}: waiting for the first process's {', '.join(before)} stages")
+    while not (lay.stages / "lora.json").is_file():
+        if all((lay.stages / f"{name}.json").is_file() for name in before):
+            res, _ = _train_lora(cfg, lay, steps, True, log_fn)
+            return {"lora": {"process": rank, "processes": res.get("processes"), "trained_steps": res.get("trained_steps")}}
+        time.sleep(poll_s)
+    return {}
 
 
 def run_config(cfg: Any, run: str | Path) -> Any:

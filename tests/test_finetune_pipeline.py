@@ -135,6 +135,45 @@ main(sys.argv[1:])
 """
 
 
+def _tiny_run_sets(cfg, llama) -> list[str]:
+    """Settings of a finetune run small enough for a test (a tiny Llama, a few examples)."""
+    return [f"paths.cache_dir={cfg.paths.cache}", f"models.llm={llama}", "finetune.max_examples=24",
+            "finetune.heldout_users=3", "finetune.reason_sample_sheets=2", "finetune.reason_candidates=2",
+            "finetune.batch_size=4", "finetune.checkpoint_every=2", "finetune.eval_pairs=6", "finetune.eval_users=3",
+            "finetune.max_seq_len=256", "finetune.lora_r=4", "agent.explain_max_new_tokens=12",
+            "agent.profile_max_new_tokens=12", "ranking.fusion_epochs=2" if "fusion_epochs" in cfg.to_dict()["ranking"] else
+            "agent.k=5"]
+
+
+@pytest.mark.slow  # torchrun, two processes: the data stages once, LoRA in both, eval + report once (~1-2 min)
+def test_under_a_multi_process_launcher_every_process_trains_the_lora(tmp_path, cfg):
+    """What `accelerate launch` does on GPUs, on this CPU (gloo): the first process runs the
+    stages, the second waits for them and joins the LoRA stage; one adapter, one report."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_finetune_lora import make_tiny_llama
+
+    files = write_domain(tmp_path / "data")
+    out = tmp_path / "runs" / "recipes"
+    sets = _tiny_run_sets(cfg, make_tiny_llama(tmp_path / "llama", cfg.paths.cache))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "ACCELERATE_USE_CPU": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "recagent", "finetune", "--items", str(files["items"]), "--interactions",
+                          str(files["interactions"]), "--out", str(out), "--steps", "4"]
+                         + [x for s in sets for x in ("--set", s)], env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "process 1 of 2: waiting" in res.stderr, res.stderr[-2000:]
+    lora = json.loads((out / "stages" / "lora.json").read_text())
+    assert lora["processes"] == 2 and lora["trained_steps"] == 4
+    assert (out / "adapter" / "adapter_config.json").is_file() and (out / "report" / "report.md").is_file()
+    # without ACCELERATE_USE_CPU, accelerate runs each CPU process alone: refused, not two runs over each other
+    env.pop("ACCELERATE_USE_CPU")
+    bad = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "recagent", "finetune", "--out", str(tmp_path / "runs" / "again"), "--items",
+                          str(files["items"]), "--interactions", str(files["interactions"]), "--steps", "4"]
+                         + [x for s in sets for x in ("--set", s)], env=env, capture_output=True, text=True, timeout=900)
+    assert bad.returncode != 0 and "ACCELERATE_USE_CPU=1" in bad.stderr, bad.stderr[-2000:]
+
+
 @pytest.mark.slow  # two CLI processes (index, rankers, LoRA on a tiny Llama, eval): ~1-3 min on 2 busy cores
 def test_done_when_tiny_recipe_domain_killed_in_lora_resumes_and_chats(tmp_path, cfg):
     sys.path.insert(0, str(Path(__file__).parent))
@@ -143,12 +182,7 @@ def test_done_when_tiny_recipe_domain_killed_in_lora_resumes_and_chats(tmp_path,
     files = write_domain(tmp_path / "data")
     llama = make_tiny_llama(tmp_path / "llama", cfg.paths.cache)
     out = tmp_path / "runs" / "recipes"
-    sets = [f"paths.cache_dir={cfg.paths.cache}", f"models.llm={llama}", "finetune.max_examples=24",
-            "finetune.heldout_users=3", "finetune.reason_sample_sheets=2", "finetune.reason_candidates=2",
-            "finetune.batch_size=4", "finetune.checkpoint_every=2", "finetune.eval_pairs=6", "finetune.eval_users=3",
-            "finetune.max_seq_len=256", "finetune.lora_r=4", "agent.explain_max_new_tokens=12",
-            "agent.profile_max_new_tokens=12", "ranking.fusion_epochs=2" if "fusion_epochs" in cfg.to_dict()["ranking"] else
-            "agent.k=5"]
+    sets = _tiny_run_sets(cfg, llama)
     args = ["finetune", "--items", str(files["items"]), "--interactions", str(files["interactions"]), "--out", str(out),
             "--steps", "6", "--quiet"] + [x for s in sets for x in ("--set", s)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
