@@ -129,7 +129,7 @@ class FactSheet:
         for n in self.neighbours[:1]:
             why = ", ".join(n["shared"]) if n["shared"] else ""
             extra = "; ".join(x for x in [f"shares {why}" if why else "", "same era" if n["same_era"] else "",
-                                          "similar story" if n["similar_text"] else ""] if x)
+                                          f"similar {nouns.story}" if n["similar_text"] else ""] if x)
             lines.append(f'You liked: "{n["title"]}"' + (f" ({extra})" if extra else ""))
         if self.co_liked:
             c = self.co_liked
@@ -266,7 +266,7 @@ you your you're you've yours user users they them their we our i my me he she hi
 since try give pick picked picks choice match matches matching share shares shared sharing streak mix blend
 kind sort style type taste tastes feel feels vibe spirit same era decade year years made make makes list
 shows show showed agree agreed too just well good great fine solid safe bet next up out also again still
-thanks worth fit fits fitting close closely much described description story stories similar similarly
+thanks worth fit fits fitting close closely much described description descriptions similar similarly
 well-liked popular popularity favourite favourites favorite favorites one-of highly rated rating ratings
 part among along alongside plus together another lot lots those ones two three four five six seven eight nine ten
 scored score well recommended reason reasons chosen choose here's this's yet not no nor only even ever
@@ -277,7 +277,7 @@ especially lately recently less example examples include includes
 
 
 # Other words for an item that say nothing new (only for the catalog's own noun).
-_NOUN_SYNONYMS = {"movie": {"film", "films", "picture", "pictures"}, "book": {"read", "reads"},
+_NOUN_SYNONYMS = {"movie": {"film", "films", "picture", "pictures", "story", "stories"}, "book": {"read", "reads", "story", "stories"},
                   "song": {"track", "tracks"}, "recipe": {"dish", "dishes"}}
 
 
@@ -511,6 +511,9 @@ class Explainer:
         if invented:
             v.ok = False
             v.problems.append("says what the facts do not: " + ", ".join(dict.fromkeys(invented[:4])))
+        if self.unnamed_count(text, sheet):
+            v.ok = False
+            v.problems.append(f"gives the co-liked count without naming \"{sheet.co_liked['via_title']}\", the item it is about")
         wrong = self.false_asks(text, sheet, request)
         if wrong:
             v.ok = False
@@ -522,6 +525,14 @@ class Explainer:
                 v.ok = False
                 v.problems.append(f"recommends '{m.group(1)}' instead of the item")
         return v
+
+    def unnamed_count(self, text: str, sheet: FactSheet) -> bool:
+        """A co-liked count whose liked item goes unnamed: "4 of the 10 people who liked it also
+        liked it" is true of the sheet, and says nothing."""
+        if not sheet.co_liked or not re.search(r"\b\d[\d,]*\s+(?:out\s+)?of\s+(?:the\s+|its\s+)?\d", text):
+            return False
+        canon = self.verifier.vocab.canonical
+        return canon(sheet.co_liked["via_idx"]) not in {canon(r) for r in self.verifier.named_items(text)}
 
     def false_asks(self, text: str, sheet: FactSheet, request: str | None = None) -> list[str]:
         """Categories a reason says the user asked for ("you asked for Action") that they did not:
@@ -654,8 +665,8 @@ def _why(s: FactSheet, variant: int | None = None) -> str:
 def clean(text: str) -> str:
     """At most two complete sentences, no chatty preamble, markdown or fact-sheet notation."""
     t = re.sub(r"[*_#`]+", "", (text or "")).strip()
-    t = re.sub(r"\s*\((?:shares|same era|similar story)[^)]*\)", "", t)
-    t, cut = re.subn(r"\s*\((?:shares|same era|similar story)[^)]*$", "", t)  # unclosed: a fact line copied
+    t = re.sub(r"\s*\((?:shares|same era|similar (?:story|description))[^)]*\)", "", t)
+    t, cut = re.subn(r"\s*\((?:shares|same era|similar (?:story|description))[^)]*$", "", t)  # unclosed: a fact line copied
     if cut:
         t = t.rstrip(",;: ") + "."
     t = re.sub(r"^(sure|certainly|of course|here(?:'s| is) (?:the|a|my) sentence)[,:!.]?\s*", "", t, flags=re.I)

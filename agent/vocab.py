@@ -60,6 +60,7 @@ GENERIC = {
     "picks", "option", "options", "choice", "choices", "similar", "different", "same", "another", "already", "yes",
     "nope", "thanks", "thank", "okay", "cool", "hmm", "number", "item", "let's", "try", "trying", "look", "looking",
     "before", "after", "since", "until", "till", "earlier", "later", "between", "during", "around", "released",
+    "next", "again", "buy", "bought", "purchase", "order", "ordered", "suggestion", "suggestions",
 }
 
 
@@ -78,6 +79,17 @@ class Nouns:
     @property
     def categories(self) -> str:
         return plural(self.category)
+
+    @property
+    def story(self) -> str:
+        """What an item's text tells: a 'story' for movies, books, shows; a 'description' for
+        products, recipes and the rest (no grocery has a story)."""
+        return "story" if stem(self.item) in NARRATIVE else "description"
+
+
+# Items whose text is a plot.
+NARRATIVE = frozenset({"movie", "film", "book", "novel", "show", "serie", "episode", "podcast", "game", "comic", "manga",
+                       "anime", "play", "story", "audiobook", "video"})
 
 
 def plural(noun: str) -> str:

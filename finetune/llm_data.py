@@ -260,7 +260,7 @@ def training_reasons(s: FactSheet, nouns: Nouns) -> list[str]:
                           f"after {xx}, {t} brings more {sh}", f"{t} offers the {sh} of {xx}",
                           f"{t}{when} is {sh} at heart, like {xx}"]
             else:
-                link = ("described much like", "with a story much like") if n.get("similar_text") else \
+                link = ("described much like", f"with a {nouns.story} much like") if n.get("similar_text") else \
                        ("from the same decade as", "made in the same years as")
                 leads += [f"{t} is {art} {kind}{when}, {link[0]} {xx}", f"{t}, {art} {kind}, is {link[1]} {xx}"]
         if sh:

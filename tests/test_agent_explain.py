@@ -617,3 +617,29 @@ def test_a_reason_may_not_say_the_user_asked_for_what_they_did_not(sheet, verifi
     assert exp.false_asks(f"It fits your ask for {other}.", sheet, request=f"some {other.lower()} please") == []
     sheet.asked = ""
     assert exp.false_asks(f"It fits your ask for {cat}, a {cat} pick.", sheet) == [cat]
+
+
+def test_a_count_must_name_the_item_it_is_about(sheet, verifier):
+    """Seen on a shop catalog: "Arrabbiata Sauce is a Pasta product that 4 of the 10 people who
+    liked it also liked it." Its numbers are the sheet's, and it says nothing."""
+    exp = Explainer(None, verifier)
+    c, via = sheet.co_liked, sheet.co_liked["via_title"]
+    cat = sheet.categories[0]
+    bad = f'"{sheet.title}" is a {cat} pick that {c["both"]} of the {c["via_total"]} people who liked it also liked.'
+    v = exp._check(bad, sheet)
+    assert not v.ok and any("without naming" in p for p in v.problems), v.problems
+    good = f'"{sheet.title}" is a {cat} pick: {c["both"]} of the {c["via_total"]} people who liked "{via}" also liked it.'
+    assert exp._check(good, sheet).ok, exp._check(good, sheet).problems
+
+
+def test_a_products_fact_sheet_speaks_of_descriptions_not_stories(tiny):
+    """'similar story' fits movies and books; a shop's text-similar neighbour is a 'similar description'."""
+    from recagent.agent.vocab import Nouns
+
+    sheet = build_fact_sheets(tiny.catalog, [(tiny.item_index["i7"], "neighbours")], [tiny.item_index["i1"]],
+                              Evidence(tiny))[0]
+    sheet.neighbours[0]["similar_text"] = True
+    assert "similar story" in sheet.prompt_lines(Nouns("movie", "genre"))
+    shop = sheet.prompt_lines(Nouns("product", "aisle"))
+    assert "similar description" in shop and "story" not in shop
+    assert Nouns("book").story == "story" and Nouns("recipe").story == "description" and Nouns().story == "description"
