@@ -518,8 +518,8 @@ class Explainer:
         if wrong:
             v.ok = False
             v.problems.append("says the user asked for " + ", ".join(wrong) + ", which they did not")
-        m = re.search(r"\btry\s+[\"“]([^\"”]+)[\"”]", text, re.IGNORECASE)
-        if m:
+        # 'try "X"' and '... also liked "X"' name the item itself, not a history title
+        for m in re.finditer(r"\b(?:try|(?<!you )(?<!who )also (?:liked|loved|enjoyed|bought|chose))\s+[\"“]([^\"”]+)[\"”]", text, re.IGNORECASE):
             hit = self.verifier.vocab.match(m.group(1))
             if hit is None or self.verifier.vocab.canonical(hit.idx) != self.verifier.vocab.canonical(sheet.item_idx):
                 v.ok = False

@@ -643,3 +643,16 @@ def test_a_products_fact_sheet_speaks_of_descriptions_not_stories(tiny):
     shop = sheet.prompt_lines(Nouns("product", "aisle"))
     assert "similar description" in shop and "story" not in shop
     assert Nouns("book").story == "story" and Nouns("recipe").story == "description" and Nouns().story == "description"
+
+
+def test_also_liked_names_the_item_itself(sheet, verifier):
+    """Seen on a shop catalog: '9 of the 21 people who liked "Salted Caramel Cookies" also liked
+    "Arrabbiata Sauce", a Frozen Food product.' for the pizza (the sauce was a liked item)."""
+    exp = Explainer(None, verifier)
+    c, via = sheet.co_liked, sheet.co_liked["via_title"]
+    other = next(n["title"] for n in sheet.neighbours if n["title"] != via)
+    said = f'{c["both"]} of the {c["via_total"]} people who liked "{via}" also liked "{{}}".'
+    assert exp._check(said.format(sheet.title), sheet).ok
+    v = exp._check(said.format(other), sheet)
+    assert not v.ok and any("instead of the item" in p for p in v.problems), v.problems
+    assert exp._check(f'You also liked "{via}", and "{sheet.title}" is a {sheet.categories[0]} pick like it.', sheet).ok
