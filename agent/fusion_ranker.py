@@ -86,6 +86,13 @@ class FusionCandidateRanker:
             sims = self._query_sims(query_text)[0] if query_sim is None else query_sim
             z = (sims - sims.mean()) / max(float(sims.std()), 1e-6)
             parts["query"] = float(self.fusion.params["extra_weights"].get("query", 1.0)) * z
+        dislikes = [self.ds.item_index[i] for i in state.dislikes if i in self.ds.item_index]
+        if dislikes and self.emb is not None:
+            # "I hated Star Wars": what reads like a disliked item goes down (its sequels first);
+            # the fusion channels would also push down everything its fans watched
+            sims = np.clip(self.emb @ self.emb[dislikes].T, 0, None).max(axis=1)
+            z = (sims - sims.mean()) / max(float(sims.std()), 1e-6)
+            parts["dislike"] = -float(self.fusion.params["extra_weights"].get("dislike", 1.0)) * np.clip(z, 0, None)
         # every returned item meets the constraints: rank() adds that feature to all of them
         parts["constraint"] = np.full(self.ds.n_items, float(self.fusion.params["extra_weights"].get("constraint", 1.0)),
                                       np.float32)

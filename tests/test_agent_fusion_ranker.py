@@ -97,3 +97,21 @@ def test_new_users_get_no_collaborative_user_factors():
     hist = History.from_frame(pd.DataFrame({"uidx": [0], "iidx": [1], "timestamp": [0.0]}), 2, 3)
     _, M = build_features(src, ["bpr"], np.array([0, 1]), hist, np.arange(3), model_users=np.array([-1, 0]))
     assert M[0, :, 0].sum() == 0 and M[1, :, 0].sum() == 3
+
+
+def test_a_disliked_item_pushes_down_what_reads_like_it(ranker, tiny):
+    """'I hated X': items whose text is close to X drop, with a negative 'dislike' share in the
+    "why this?" breakdown; nothing changes without dislikes."""
+    idx = tiny.item_index
+    sims = ranker.emb @ ranker.emb[idx["i5"]]
+    twin = int(np.argsort(-sims)[1])                 # the item reading most like i5
+    plain = ranker.channel_scores(SessionState(), "")
+    assert "dislike" not in plain
+    hated = ranker.channel_scores(SessionState(dislikes=["i5"]), "")
+    others = np.delete(hated["dislike"], idx["i5"])
+    assert hated["dislike"][twin] < 0 and np.isclose(hated["dislike"][twin], others.min())
+    before = ranker.rank(SessionState(), "", k=len(tiny.catalog), exclude={idx["i5"]}, constraints=Constraints())
+    after = ranker.rank(SessionState(dislikes=["i5"]), "", k=len(tiny.catalog), exclude={idx["i5"]},
+                        constraints=Constraints())
+    pos = lambda cands: [c.item_idx for c in cands].index(twin)  # noqa: E731
+    assert pos(after) > pos(before)

@@ -19,6 +19,7 @@ CHANNEL_NAMES = {
     "ease": "Collaborative (EASE)", "itemknn": "Similar to your items (ItemKNN)", "bpr": "Collaborative (BPR)",
     "sasrec": "Next in your sequence (SASRec)", "text_hist": "History ↔ item text", "image_hist": "History ↔ item image",
     "xmodal_profile": "Profile ↔ item image", "pop": "Popularity", "interaction": "Channel interplay",
+    "dislike": "Reads like what you disliked",
 }
 
 FEEDBACK_BADGES = {"like": "♥ liked", "dislike": "✗ not for me", "seen": "✓ seen"}
