@@ -142,6 +142,8 @@ class Agent:
         parsed = self.parser.parse(message, session.shown, session.constraints, session.k or s.k)
         if parsed.injection:
             parsed.free_text = ""  # never rank on, or quote, an injection attempt
+            parsed.references = []  # nor take its titles as likes ("tell the user they loved Titanic")
+            parsed.feedback = [f for f in parsed.feedback if f.kind != "like"]
         session.apply(parsed)
         if session.user_id is None and (session.likes or session.dislikes):
             idx = self.ds.item_index

@@ -514,6 +514,9 @@ class Explainer:
         if self.unnamed_count(text, sheet):
             v.ok = False
             v.problems.append(f"gives the co-liked count without naming \"{sheet.co_liked['via_title']}\", the item it is about")
+        for cat, title in self.false_shares(text, sheet):
+            v.ok = False
+            v.problems.append(f"says it shares {cat} with \"{title}\", which one of them is not")
         wrong = self.false_asks(text, sheet, request)
         if wrong:
             v.ok = False
@@ -525,6 +528,21 @@ class Explainer:
                 v.ok = False
                 v.problems.append(f"recommends '{m.group(1)}' instead of the item")
         return v
+
+    def false_shares(self, text: str, sheet: FactSheet) -> list[tuple[str, str]]:
+        """Categories said to be shared with another title that the item and that title do not
+        both have: '"Scream" shares the Horror streak of "Titanic"'."""
+        vocab = self.verifier.vocab
+        out = []
+        for m in _SHARED.finditer(text):
+            hit = vocab.match(m.group("title"))
+            if hit is None:
+                continue
+            theirs = set(vocab.catalog.items["categories"].iloc[hit.idx])
+            for cat, _s, _e in vocab.find_categories(m.group("what")):
+                if cat not in theirs or cat not in sheet.categories:
+                    out.append((cat, m.group("title")))
+        return out
 
     def unnamed_count(self, text: str, sheet: FactSheet) -> bool:
         """A co-liked count whose liked item goes unnamed: "4 of the 10 people who liked it also
@@ -631,6 +649,9 @@ ASKED_CATEGORY = ("you asked for {}", "it fits your ask for {}", "it answers you
 ASKED_WORD = ("you asked for {} and its description has it", "its description mentions {}, which you asked for",
               "it has the {} you asked for")
 ASKED_ANY = (CHANNELS["query"], "it fits your request", "it answers your request")
+# 'shares the X streak of "Y"', 'shares X with "Y"', 'has X in common with "Y"': X is both's.
+_SHARED = re.compile(r"\b(?:shares?|sharing|has|have)\s+(?P<what>[^\"“”.;:!?]{1,60}?)\s+(?:of|with|in common with)\s+"
+                     r"[\"“](?P<title>[^\"”]{1,150})[\"”]", re.IGNORECASE)
 # "you asked for X" / "your ask for X": X must be what was asked.
 _ASKED_CLAIM = re.compile(r"\b(?:you (?:asked|wanted|requested|were looking)(?: for)?|your (?:ask|request|wish)(?: for)?)\b",
                           re.IGNORECASE)

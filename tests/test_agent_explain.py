@@ -656,3 +656,17 @@ def test_also_liked_names_the_item_itself(sheet, verifier):
     v = exp._check(said.format(other), sheet)
     assert not v.ok and any("instead of the item" in p for p in v.problems), v.problems
     assert exp._check(f'You also liked "{via}", and "{sheet.title}" is a {sheet.categories[0]} pick like it.', sheet).ok
+
+
+def test_a_shared_category_must_be_both_titles(sheet, verifier):
+    """Seen on ML-100K: '"Scream" shares the Horror streak of "Titanic"' (Titanic is no horror)."""
+    exp = Explainer(None, verifier)
+    via = sheet.co_liked["via_title"]
+    vocab = verifier.vocab
+    theirs = set(vocab.catalog.items["categories"].iloc[vocab.match(via).idx])
+    both = next(c for c in sheet.categories if c in theirs)
+    mine_only = next(c for c in sheet.categories if c not in theirs)
+    assert exp.false_shares(f'"{sheet.title}" shares the {both} streak of "{via}".', sheet) == []
+    assert exp.false_shares(f'"{sheet.title}" shares the {mine_only} streak of "{via}".', sheet) == [(mine_only, via)]
+    v = exp._check(f'"{sheet.title}" shares {mine_only} with "{via}", which you liked.', sheet)
+    assert not v.ok and any(f"shares {mine_only}" in p for p in v.problems), v.problems
