@@ -388,7 +388,7 @@ class Explainer:
             if e is not None:
                 e.first_text, e.first_problems = firsts[i][0], firsts[i][1]
                 if e.source != "template":
-                    exact = self.exact_titles(e.text, sheets[i])
+                    exact = fix_articles(self.exact_titles(e.text, sheets[i]), self.verifier.vocab.categories)
                     e.repaired, e.text = e.repaired or exact != e.text, exact
         return vary_templates([e for e in out if e is not None], sheets, self.verifier, self.nouns)
 
@@ -723,3 +723,18 @@ def quote_data(text: str, limit: int = 300) -> str:
 
 def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def fix_articles(text: str, categories: Sequence[str]) -> str:
+    """'An Sweets pick' -> 'A Sweets pick', 'a Action movie' -> 'an Action movie': the article
+    before one of the catalog's category names (a small model copies the example's)."""
+    names = sorted({str(c) for c in categories if c}, key=len, reverse=True)
+    if not names:
+        return text
+    rx = re.compile(r"\b([Aa]n?)\s+(" + "|".join(re.escape(n) for n in names) + r")\b")
+
+    def fix(m: re.Match) -> str:
+        right = _article(m.group(2))
+        return (right.capitalize() if m.group(1)[0] == "A" else right) + " " + m.group(2)
+
+    return rx.sub(fix, text)

@@ -670,3 +670,12 @@ def test_a_shared_category_must_be_both_titles(sheet, verifier):
     assert exp.false_shares(f'"{sheet.title}" shares the {mine_only} streak of "{via}".', sheet) == [(mine_only, via)]
     v = exp._check(f'"{sheet.title}" shares {mine_only} with "{via}", which you liked.', sheet)
     assert not v.ok and any(f"shares {mine_only}" in p for p in v.problems), v.problems
+
+
+def test_the_article_before_a_category_name_is_put_right():
+    from recagent.agent.explain import fix_articles
+
+    cats = ["Sweets", "Action", "Sci-Fi", "Animation"]
+    assert fix_articles("An Sweets pick, and a Action movie.", cats) == "A Sweets pick, and an Action movie."
+    assert fix_articles("An Animation movie, a Sci-Fi ride, an hour long.", cats) == \
+        "An Animation movie, a Sci-Fi ride, an hour long."
