@@ -259,7 +259,21 @@ class CatalogVocab:
         for w, c in SYNONYMS.items():
             if c.lower() in canon:
                 words.setdefault(w, canon[c.lower()])
+        for w in self._verb_forms:
+            words.setdefault(w, self._verb_forms[w])
         return words
+
+    @cached_property
+    def _verb_forms(self) -> dict[str, str]:
+        """'cook' / 'bake' for the categories 'Cooking' / 'Baking': an ask says the verb ("something
+        to cook"). Everyday words, so the verifier's strict reading skips them."""
+        out: dict[str, str] = {}
+        for c in self.categories:
+            if " " not in c.strip():
+                for form in _base_forms(c):
+                    if len(form) >= 4 and form not in GENERIC:
+                        out.setdefault(form, c)
+        return out
 
     @cached_property
     def _category_re(self) -> re.Pattern:
@@ -275,7 +289,7 @@ class CatalogVocab:
         out = []
         for m in self._category_re.finditer(text):
             w = m.group(1).lower()
-            if strict and w in _LOOSE:
+            if strict and (w in _LOOSE or w in self._verb_forms):
                 continue
             out.append((self.category_words[w], m.start(), m.end()))
         return out

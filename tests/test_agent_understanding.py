@@ -288,3 +288,6 @@ def test_a_verb_finds_the_catalog_word_it_comes_from(tmp_path):
     assert vocab.unmatched_words("something to cook") == [] and vocab.unmatched_words("bake") == []
     assert vocab.matching_rows("cook") == {0} and vocab.matching_rows("bake") == {1}
     assert vocab.unmatched_words("submarines") == ["submarines"]
+    # and "something to cook" asks for the Cooking shelf (the verifier's strict reading skips the verb)
+    assert [c for c, _s, _e in vocab.find_categories("something to cook")] == ["Cooking"]
+    assert vocab.find_categories("a book to cook with", strict=True) == []
