@@ -53,8 +53,8 @@ def _shop(n_users: int = 150, n_items: int = 300, length: int = 12, seed: int = 
 
 @pytest.mark.parametrize("gbce_t", [0.75, 0.0], ids=["gbce", "plain-bce"])
 def test_gbce_with_256_negatives_learns_the_next_item_far_above_popularity(gbce_t):
-    """Regression: before the logit bias this scored hit@10 0.02-0.04 (chance is 10/300),
-    top-1 0.0; now top-1 0.86-0.93 and hit@10 >= 0.95 over three seeds."""
+    """Regression: before the logit bias this scored hit@10 0.03-0.04 (chance is 10/300) and
+    top-1 0.0; now top-1 0.85-0.95 and hit@10 >= 0.99 over model seeds 2018-2025."""
     train = _shop()
     m = SASRec(dim=16, layers=1, heads=1, max_len=12, dropout=0.0, lr=1e-2, epochs=20, batch_size=32,
                loss="gbce", negatives=256, gbce_t=gbce_t).fit(train)
