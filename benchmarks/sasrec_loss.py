@@ -13,7 +13,9 @@ the loss before the fix, which sat at popularity level).
 
 Measured 2026-11-27 09:05-09:10 UTC (nice 19, shared 2-core machine, load 1.3-1.7), each to early
 stopping (patience 5): ce 0.1183 / 0.1071 (best epoch 22 of 27, fit 113 s); gbce 0.1176 / 0.1088
-(20 of 25, 74 s); bce 0.1181 / 0.1051 (28 of 33, 101 s). Pop: test 0.0447. The ablation, 8 epochs
+(20 of 25, 74 s); bce 0.1181 / 0.1051 (28 of 33, 101 s). Pop: test 0.0447. Rerun 09:23-09:28 UTC
+(load 0.7 at start, 2.0 at the end): the same NDCG to the 4th decimal; fit ce 111.4 s (4.1 s an
+epoch), gbce 73.8 s (3.0 s), bce 98.7 s (3.0 s). The ablation, 8 epochs
 (`--losses gbce-nobias,gbce --epochs 8`, 09:15 UTC, load 1.9-2.5): gbce-nobias 0.0355 / 0.0418
 (popularity level), gbce 0.0992 / 0.0790.
 """
