@@ -11,13 +11,13 @@ cost per epoch at scale, not accuracy (accuracy on a synthetic log means nothing
     nice -n 5 .venv/bin/python benchmarks/scale.py --models fusion-chat  # the chat's ranking step
 
 ``fusion-chat`` is the chat's per-turn ranking at that scale: the fusion ranker over the channels
-that fit there (EASE / DLAE refuse 20k items, MultiVAE and SASRec are too slow to train on
-this CPU), trained briefly on a few hundred held-out last items (its accuracy is not the point),
+that fit there (EASE / DLAE refuse 20k items; MultiVAE and SASRec train one epoch in 162 s and
+65 s here, left out to keep this run short), trained briefly on a few hundred held-out last items (its accuracy is not the point),
 then per user: one full-catalog scoring pass (``FusionRanker.contributions``, what
 ``agent/fusion_ranker.py`` calls each turn to pick and explain its candidates), ``rank`` of 300
 candidates and ``recommend``; p50 / p95 over ``CHAT_USERS`` users, plus each channel's share.
-Measured 2026-11-27 (50k users, 20k items, 969k interactions, load ~2.6): full pass p50 81 ms,
-p95 121 ms; rank of 300 candidates p50 21 ms; recommend p50 78 ms; peak RSS 4.7 GB.
+Measured 2026-11-27 (50k users, 20k items, 969k interactions, quiet machine, load 0.05-1.0): full
+pass p50 39 ms, p95 47 ms; rank of 300 candidates p50 9 ms; recommend p50 39 ms; peak RSS 4.6 GiB.
 """
 
 from __future__ import annotations
