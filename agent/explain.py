@@ -503,31 +503,34 @@ class Explainer:
         return out
 
     def _check(self, text: str, sheet: FactSheet, request: str | None = None):
-        """The verifier, plus: 'try "X"' must recommend the item itself, not a history title,
-        and no content word may come from outside the fact sheet and the request
-        (`invented_words`)."""
+        """The verifier, plus the checks that need the whole fact sheet (`sheet_problems`)."""
         v = self.verifier.check(text, sheet.facts())
-        invented = invented_words(text, sheet, self.nouns, request, self.verifier.vocab)
+        more = self.sheet_problems(text, sheet, request)
+        v.ok, v.problems = v.ok and not more, v.problems + more
+        return v
+
+    def sheet_problems(self, text: str, sheet: FactSheet, request: str | None = None) -> list[str]:
+        """What the verifier's facts cannot show is wrong: a content word from outside the sheet
+        and the request (`invented_words`); a co-liked count without its liked title; a category
+        "shared" with a title that lacks it; an ask the user did not make; 'try "X"' or 'also
+        liked "X"' naming anything but the item."""
+        vocab = self.verifier.vocab
+        problems = []
+        invented = invented_words(text, sheet, self.nouns, request, vocab)
         if invented:
-            v.ok = False
-            v.problems.append("says what the facts do not: " + ", ".join(dict.fromkeys(invented[:4])))
+            problems.append("says what the facts do not: " + ", ".join(dict.fromkeys(invented[:4])))
         if self.unnamed_count(text, sheet):
-            v.ok = False
-            v.problems.append(f"gives the co-liked count without naming \"{sheet.co_liked['via_title']}\", the item it is about")
-        for cat, title in self.false_shares(text, sheet):
-            v.ok = False
-            v.problems.append(f"says it shares {cat} with \"{title}\", which one of them is not")
+            problems.append(f"gives the co-liked count without naming \"{sheet.co_liked['via_title']}\", the item it is about")
+        problems += [f"says it shares {cat} with \"{title}\", which one of them is not"
+                     for cat, title in self.false_shares(text, sheet)]
         wrong = self.false_asks(text, sheet, request)
         if wrong:
-            v.ok = False
-            v.problems.append("says the user asked for " + ", ".join(wrong) + ", which they did not")
-        # 'try "X"' and '... also liked "X"' name the item itself, not a history title
-        for m in re.finditer(r"\b(?:try|(?<!you )(?<!who )also (?:liked|loved|enjoyed|bought|chose))\s+[\"“]([^\"”]+)[\"”]", text, re.IGNORECASE):
-            hit = self.verifier.vocab.match(m.group(1))
-            if hit is None or self.verifier.vocab.canonical(hit.idx) != self.verifier.vocab.canonical(sheet.item_idx):
-                v.ok = False
-                v.problems.append(f"recommends '{m.group(1)}' instead of the item")
-        return v
+            problems.append("says the user asked for " + ", ".join(wrong) + ", which they did not")
+        for m in _NAMES_THE_ITEM.finditer(text):
+            hit = vocab.match(m.group(1))
+            if hit is None or vocab.canonical(hit.idx) != vocab.canonical(sheet.item_idx):
+                problems.append(f"recommends '{m.group(1)}' instead of the item")
+        return problems
 
     def false_shares(self, text: str, sheet: FactSheet) -> list[tuple[str, str]]:
         """Categories said to be shared with another title that the item and that title do not
@@ -652,6 +655,9 @@ ASKED_ANY = (CHANNELS["query"], "it fits your request", "it answers your request
 # 'shares the X streak of "Y"', 'shares X with "Y"', 'has X in common with "Y"': X is both's.
 _SHARED = re.compile(r"\b(?:shares?|sharing|has|have)\s+(?P<what>[^\"“”.;:!?]{1,60}?)\s+(?:of|with|in common with)\s+"
                      r"[\"“](?P<title>[^\"”]{1,150})[\"”]", re.IGNORECASE)
+# 'try "X"', 'people who liked Y also liked "X"': X is the item itself, not a history title.
+_NAMES_THE_ITEM = re.compile(r"\b(?:try|(?<!you )(?<!who )also (?:liked|loved|enjoyed|bought|chose))\s+[\"“]([^\"”]+)[\"”]",
+                             re.IGNORECASE)
 # "you asked for X" / "your ask for X": X must be what was asked.
 _ASKED_CLAIM = re.compile(r"\b(?:you (?:asked|wanted|requested|were looking)(?: for)?|your (?:ask|request|wish)(?: for)?)\b",
                           re.IGNORECASE)
