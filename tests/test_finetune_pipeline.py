@@ -113,7 +113,7 @@ def test_stages_write_markers_and_rerun_skips_them(tmp_path, cfg):
     done = finetune(c, out, items=str(files["items"]), interactions=str(files["interactions"]), quiet=True,
                     text_encoder=HashEncoder(dim=32), stop_after="llm_data")
     assert list(done) == ["validate", "index", "rankers", "clip", "llm_data"]
-    assert done["validate"]["item_noun"] == "item" and done["clip"].get("skipped")
+    assert done["validate"]["item_noun"] == "recipe" and done["clip"].get("skipped")  # named by recipes.csv
     st = stage_status(out)
     assert st["llm_data"] and not st["lora"]
     assert (out / "config.toml").is_file() and (out / "data.json").is_file()
