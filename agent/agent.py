@@ -238,14 +238,24 @@ class Agent:
         matching = self.vocab.matching_rows(session.ask) if session.ask else set()
         off_ask = set(range(self.ds.n_items)) - matching if matching else set()
         for cons, notes in tries:
-            cands = self.ranker.rank(session, query, k, exclude | off_ask, cons) if off_ask else []
-            if len(cands) < k:
-                taken = {cand.item_idx for cand in cands}
-                cands = list(cands) + self.ranker.rank(session, query, k - len(cands), exclude | taken, cons)
+            # preferred first: items with every asked category ("funny sci-fi": Comedy and Sci-Fi)
+            # that match the ask's words, then those matching the words, then the rest
+            tiers = ([off_ask | self._missing_a_category(cons.include)] if len(cons.include) > 1 else []) + \
+                    ([off_ask] if off_ask else [])
+            cands: list = []
+            for skip in tiers + [set()]:
+                if len(cands) < k:
+                    taken = {cand.item_idx for cand in cands}
+                    cands += self.ranker.rank(session, query, k - len(cands), exclude | skip | taken, cons)
             cands = self._distinct_titles(cands, session, query, k, exclude, cons)
             if cands:
                 return cands[:k], notes, cons
         return [], ["Nothing left in the catalog matches; try removing a constraint."], c
+
+    def _missing_a_category(self, include: list[str]) -> set[int]:
+        """Catalog rows that lack at least one of ``include``."""
+        has_all = [set(include) <= set(cs) for cs in self.ds.catalog.items["categories"]]
+        return {r for r, ok in enumerate(has_all) if not ok}
 
     def _distinct_titles(self, cands: list, session: SessionState, query: str, k: int, exclude: set[int],
                          cons: Constraints) -> list:

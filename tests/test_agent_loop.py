@@ -298,3 +298,13 @@ def test_nouns_come_from_config_then_the_builtin_data_set_then_generic(recipes, 
     assert named("/data/shop/amazon_books.csv") == "book" and named("recipes.jsonl") == "recipe"
     assert named("dishes.tsv") == "dish" and named("catalog.csv") == "item" and named("data.parquet") == "item"
     assert named("books.csv", item_noun="novel") == "novel"
+
+
+def test_items_with_every_asked_category_come_first(tiny):
+    """'horror thriller' lists Night Terrors (Horror + Thriller) before Haunted Manor (Horror
+    only), which the ranker alone puts first; the list still fills up with the rest."""
+    agent = make_agent(tiny)
+    got = [i.item_id for i in agent.respond(agent.new_session(), "horror thriller").items]
+    assert got == ["i6", "i5"], got
+    got = [i.item_id for i in agent.respond(agent.new_session(), "sci-fi action").items]
+    assert set(got[:2]) == {"i2", "i7"} and got[2] == "i1", got
