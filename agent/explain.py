@@ -689,11 +689,15 @@ def _why(s: FactSheet, variant: int | None = None) -> str:
     return (ASKED_CATEGORY if asked in s.categories else ASKED_WORD)[v].format(asked)
 
 
+# The note after a liked title on a fact sheet ('(shares Drama; same era)'), copied into a reason.
+_FACT_NOTE = r"\s*\((?:shares|same era|similar (?:story|description))"
+
+
 def clean(text: str) -> str:
     """At most two complete sentences, no chatty preamble, markdown or fact-sheet notation."""
     t = re.sub(r"[*_#`]+", "", (text or "")).strip()
-    t = re.sub(r"\s*\((?:shares|same era|similar (?:story|description))[^)]*\)", "", t)
-    t, cut = re.subn(r"\s*\((?:shares|same era|similar (?:story|description))[^)]*$", "", t)  # unclosed: a fact line copied
+    t = re.sub(_FACT_NOTE + r"[^)]*\)", "", t)
+    t, cut = re.subn(_FACT_NOTE + r"[^)]*$", "", t)  # unclosed: a fact line copied
     if cut:
         t = t.rstrip(",;: ") + "."
     t = re.sub(r"^(sure|certainly|of course|here(?:'s| is) (?:the|a|my) sentence)[,:!.]?\s*", "", t, flags=re.I)

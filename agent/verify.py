@@ -155,7 +155,8 @@ class Verifier:
         if len(t) < 12 or not re.search(r"[a-zA-Z]{3}", t):
             return Verdict(False, ["empty or too short"])
         low = t.lower()
-        meta = _META.search(self._without_allowed_titles(t, facts.titles))  # a title may say "Instructions"
+        rest = self._without_allowed_titles(t, facts.titles)  # what the text says besides its titles
+        meta = _META.search(rest)  # a title may say "Instructions"
         if meta:
             problems.append(f"meta or apology text ('{meta.group(0)}')")
         for phrase in facts.forbidden:
@@ -169,7 +170,6 @@ class Verifier:
             problems.append("unbalanced quotation marks (a title cut off)")
         for q in self.unknown_quoted(t):
             problems.append(f"quotes '{q}', which is not a catalog title")
-        rest = self._without_allowed_titles(t, facts.titles)
         for cat, start, _e in self.vocab.find_categories(rest, strict=True):
             if cat not in facts.categories:
                 problems.append(f"says '{cat}', not a category of the item")

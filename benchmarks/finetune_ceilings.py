@@ -108,24 +108,20 @@ def profiles(args, cfg, ds) -> dict:
 
 
 def reasons(args, cfg, ds) -> dict:
-    from recagent.agent.explain import Evidence, Explainer, build_fact_sheets, template_sentence
+    from recagent.agent.explain import Explainer, template_sentence
     from recagent.agent.verify import Verifier
     from recagent.agent.vocab import CatalogVocab, nouns_for
     from recagent.finetune.llm_data import grounded, training_reasons
-    from recagent.finetune.report import distinct_n, reason_pairs
+    from recagent.finetune.report import distinct_n, grounded_bank, reason_sheets
 
-    s, like = cfg.finetune, cfg.agent.like_threshold
+    s = cfg.finetune
     nouns = nouns_for(ds, cfg.data)
     users = json.loads((Path(args.run) / "llm_data" / "heldout.json").read_text(encoding="utf-8"))
-    exp = Explainer(None, Verifier(CatalogVocab(ds.catalog, cfg.agent.fuzzy_threshold, nouns)))
-    evidence = Evidence(ds, like)
-    pairs = reason_pairs(ds, users, s.eval_pairs, s, like, s.seed)
-    sheets = [build_fact_sheets(ds.catalog, [(item, ch)], sp.liked_before if i % 7 else [], evidence, None, 2,
-                                set(sp.liked_before) | set(sp.liked_after))[0] for i, (sp, item, ch) in enumerate(pairs)]
+    verifier = Verifier(CatalogVocab(ds.catalog, cfg.agent.fuzzy_threshold, nouns))
+    exp = Explainer(None, verifier)
+    sheets = reason_sheets(ds, users, s, cfg.agent.like_threshold)
     banks = [[t for t in training_reasons(sh, nouns) if grounded(t, sh, exp)] or [template_sentence(sh, 0, nouns)]
              for sh in sheets]
-    rng = np.random.default_rng(s.seed + 5)
-    random_pick = [b[int(rng.integers(len(b)))] for b in banks]
     seen: set = set()
     greedy = []
     for bank in banks:
@@ -138,7 +134,8 @@ def reasons(args, cfg, ds) -> dict:
         seen.update(zip(w, w[1:]))
         greedy.append(best)
     return {"sheets": len(sheets), "frames_per_sheet_median": float(np.median([len(b) for b in banks])),
-            "distinct_2": {"random_frame": round(distinct_n(random_pick), 4), "best_greedy_pick": round(distinct_n(greedy), 4)}}
+            "distinct_2": {"random_frame": round(grounded_bank(sheets, verifier, nouns, s.seed)["distinct_2"], 4),
+                           "best_greedy_pick": round(distinct_n(greedy), 4)}}
 
 
 def main() -> None:

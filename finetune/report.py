@@ -71,6 +71,17 @@ def reason_pairs(ds: Any, users: Sequence[str], n: int, settings: Any, like_thre
     return out
 
 
+def reason_sheets(ds: Any, users: Sequence[str], settings: Any, like_threshold: float) -> list:
+    """The evaluation's fact sheets: one per `reason_pairs` pair, with the user's history before
+    the cut (every 7th as a new user, without one)."""
+    from recagent.agent.explain import Evidence, build_fact_sheets
+
+    evidence = Evidence(ds, like_threshold)
+    pairs = reason_pairs(ds, users, settings.eval_pairs, settings, like_threshold, settings.seed)
+    return [build_fact_sheets(ds.catalog, [(item, ch)], sp.liked_before if i % 7 else [], evidence, None, 2,
+                              set(sp.liked_before) | set(sp.liked_after))[0] for i, (sp, item, ch) in enumerate(pairs)]
+
+
 def grounded_bank(sheets: Sequence[Any], verifier: Any, nouns: Any, seed: int = 0) -> dict:
     """Distinct-2 of one random grounded frame per sheet (`training_reasons`): how varied
     reasons can be when every word comes from the fact sheet, the reference for the models'."""
@@ -99,7 +110,7 @@ def evaluate_llm(cfg: Any, ds: Any, nouns: Any, base_llm: Any, tuned_llm: Any, d
         encoder: text encoder for profile retrieval (default: the configured one).
         models: ``{"base": llm, "adapter": llm}`` to compare instead of the two above.
     """
-    from recagent.agent.explain import Evidence, Explainer, build_fact_sheets
+    from recagent.agent.explain import Explainer
     from recagent.agent.profile import ProfileSummarizer
     from recagent.agent.verify import Verifier
     from recagent.agent.vocab import CatalogVocab
@@ -143,10 +154,7 @@ def evaluate_llm(cfg: Any, ds: Any, nouns: Any, base_llm: Any, tuned_llm: Any, d
     if len(names) == 2:
         profiles["adapter_minus_base"] = paired_bootstrap(np.array(recalls[names[1]]), np.array(recalls[names[0]]))
     # -- reasons
-    evidence = Evidence(ds, like)
-    pairs = reason_pairs(ds, users, s.eval_pairs, s, like, s.seed)
-    sheets = [build_fact_sheets(ds.catalog, [(item, ch)], sp.liked_before if i % 7 else [], evidence, None, 2,
-                                set(sp.liked_before) | set(sp.liked_after))[0] for i, (sp, item, ch) in enumerate(pairs)]
+    sheets = reason_sheets(ds, users, s, like)
     reasons: dict[str, Any] = {"grounded_bank": grounded_bank(sheets, verifier, nouns, s.seed)}
     for name, llm in models.items():
         exp = Explainer(llm, verifier, cfg.agent.explain_max_new_tokens)
